@@ -1,0 +1,5 @@
+"""Allow ``python -m anomalign``."""
+
+from anomalign.cli import main
+
+raise SystemExit(main())
