@@ -1,0 +1,211 @@
+"""The user-facing AnoCLIP / AnoCLIP+ detector: images in, :class:`Prediction` out."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from anomalign.backbones import Backbone, load_backbone
+from anomalign.data.images import ImageInput
+from anomalign.methods.anoclip.config import AnoCLIPConfig, Preset
+from anomalign.methods.anoclip.model import AnoCLIPModel
+from anomalign.methods.anoclip.views import augmented_views
+from anomalign.methods.postprocess import gaussian_smooth
+from anomalign.methods.registry import register_method
+from anomalign.prompts.state_prompts import (
+    Domain,
+    build_state_prompts,
+    domain_for_category,
+    object_name_for_category,
+)
+from anomalign.results import Prediction
+
+DEFAULT_BACKBONE = "ViT-B-16-plus-240:laion400m_e32"
+VIEW_BATCH = 32
+
+
+def _as_size(size: int | tuple[int, int] | None, default: tuple[int, int]) -> tuple[int, int]:
+    if size is None:
+        return default
+    if isinstance(size, int):
+        return (size, size)
+    return (int(size[0]), int(size[1]))
+
+
+class AnoCLIP:
+    """Zero-shot anomaly detection and localisation (AnoCLIP; AnoCLIP+ with ``tta=True``).
+
+    Args:
+        backbone: a spec string (see :func:`anomalign.backbones.load_backbone`) or a
+            loaded :class:`Backbone`.
+        tta: enable the test-time adapter (AnoCLIP+).
+        preset: "default" or "official" (bit-for-bit behaviour of the official code).
+        device, precision: where and how to run the backbone when loading it here.
+        **options: any field of :class:`AnoCLIPConfig` to override.
+    """
+
+    def __init__(
+        self,
+        backbone: str | Backbone = DEFAULT_BACKBONE,
+        tta: bool = False,
+        preset: Preset = "default",
+        device: str | torch.device = "cpu",
+        precision: str = "fp32",
+        **options: Any,
+    ) -> None:
+        self.config = AnoCLIPConfig.from_preset(preset, tta=tta, **options)
+        if isinstance(backbone, Backbone):
+            self.backbone = backbone
+        else:
+            self.backbone = load_backbone(backbone, device=device, precision=precision)
+        self.encoder = self.backbone.encoder(self.config.vv_depth)
+        self._models: dict[tuple[str, str, bool], AnoCLIPModel] = {}
+        self._category_tta: dict[str, tuple[torch.nn.Module, torch.optim.Optimizer]] = {}
+        self._run_generator = torch.Generator().manual_seed(self.config.seed)
+
+    @property
+    def name(self) -> str:
+        return "anoclip+" if self.config.tta else "anoclip"
+
+    def model_for(
+        self,
+        category: str | None = None,
+        object_name: str | None = None,
+        domain: Domain | None = None,
+    ) -> AnoCLIPModel:
+        """The AnoCLIP model (text features) for a category, object word and domain."""
+        name, domain = resolve_prompt_subject(category, object_name, domain)
+        key = (name, domain, self.config.grammatical_prompts)
+        if key not in self._models:
+            prompts = build_state_prompts(name, domain, self.config.grammatical_prompts)
+            encode = self.backbone.text.encode
+            normal = encode(prompts.normal, normalize=False)
+            abnormal = encode(prompts.abnormal, normalize=False)
+            pair = torch.stack(
+                [F.normalize(normal.mean(0), dim=-1), F.normalize(abnormal.mean(0), dim=-1)], dim=1
+            )
+            basis = F.normalize(torch.cat([normal, abnormal]), dim=-1)
+            self._models[key] = AnoCLIPModel(self.config, pair, basis).to(self.backbone.device)
+        return self._models[key]
+
+    def _global_scores(self, model: AnoCLIPModel, pixels: torch.Tensor, tokens) -> torch.Tensor:
+        if self.config.image_score == "single":
+            return model.image_scores(tokens.global_token[:, None])
+        pre = self.backbone.preprocessor
+        views = augmented_views(
+            pixels, *((pre.mean, pre.std) if self.config.grayscale_on_raw else (None, None))
+        )
+        batch, count = views.shape[:2]
+        flat = views.flatten(0, 1)
+        with torch.no_grad():
+            encoded = torch.cat(
+                [
+                    self.backbone.model.encode_image(flat[i : i + VIEW_BATCH])
+                    for i in range(0, flat.shape[0], VIEW_BATCH)
+                ]
+            )
+        return model.image_scores(encoded.view(batch, count, -1))
+
+    def _tta_state(self, model: AnoCLIPModel, category_key: str):
+        """Adapter, optimizer and random stream for the next image."""
+        if self.config.optimizer_scope == "image":
+            adapter = model.make_adapter()
+            return (
+                adapter,
+                model.make_optimizer(adapter),
+                torch.Generator().manual_seed(self.config.seed),
+            )
+        if category_key not in self._category_tta:
+            adapter = model.make_adapter()
+            self._category_tta[category_key] = (adapter, model.make_optimizer(adapter))
+        adapter, optimizer = self._category_tta[category_key]
+        return adapter, optimizer, self._run_generator
+
+    def _adapted_tokens(self, model: AnoCLIPModel, local: torch.Tensor, key: str):
+        adapted, losses = [], []
+        for tokens in local:
+            adapter, optimizer, generator = self._tta_state(model, key)
+            out, step_losses = model.adapt(tokens, adapter, optimizer, generator)
+            adapted.append(out)
+            losses.append(step_losses)
+        return torch.stack(adapted), losses
+
+    def predict(
+        self,
+        images: ImageInput | Sequence[ImageInput],
+        category: str | None = None,
+        object_name: str | None = None,
+        domain: Domain | None = None,
+        output_size: int | tuple[int, int] | None = None,
+        batch_size: int = 8,
+    ) -> Prediction:
+        """Score images and compute anomaly maps.
+
+        Args:
+            images: a path, PIL image or array, or a list of them.
+            category: dataset category (picks the object word and object/texture domain).
+            object_name: the word put in the prompts (default: from ``category``, else "object").
+            domain: "object" or "texture" (default: from ``category``).
+            output_size: map size (int or ``(height, width)``); default the model input size.
+            batch_size: images encoded per forward pass.
+        """
+        batch = [images] if not isinstance(images, list | tuple) else list(images)
+        model = self.model_for(category, object_name, domain)
+        input_size = self.backbone.image_size
+        size = _as_size(output_size, input_size)
+        key = category or object_name or "object"
+        scores, maps, tta_losses = [], [], []
+        for start in range(0, len(batch), batch_size):
+            pixels = self.backbone.preprocess(batch[start : start + batch_size])
+            tokens = self.encoder(pixels)
+            scores.append(self._global_scores(model, pixels, tokens).float().cpu())
+            local = tokens.local_tokens.float()
+            if self.config.tta:
+                local, losses = self._adapted_tokens(model, local, key)
+                tta_losses.extend(losses)
+            with torch.no_grad():
+                chunk = model.pixel_maps(local, tokens.grid_size, input_size)
+                if size != input_size:
+                    chunk = F.interpolate(chunk[:, None], size=size, mode="bilinear")[:, 0]
+            maps.append(chunk.cpu())
+        map_array = torch.cat(maps).numpy()
+        if self.config.smoothing == "gaussian":
+            map_array = gaussian_smooth(map_array, self.config.gaussian_sigma)
+        info = self.describe()
+        name, domain = resolve_prompt_subject(category, object_name, domain)
+        info.update(category=category, object_name=name, domain=domain)
+        if tta_losses:
+            info["tta_losses"] = tta_losses
+        return Prediction(torch.cat(scores).numpy(), np.asarray(map_array), info)
+
+    def describe(self) -> dict[str, Any]:
+        """Provenance: method, preset, every option and the backbone (incl. untrained flag)."""
+        return {
+            "method": self.name,
+            "preset": self.config.preset,
+            "options": self.config.to_dict(),
+            **self.backbone.describe(),
+        }
+
+
+def resolve_prompt_subject(
+    category: str | None, object_name: str | None, domain: Domain | None
+) -> tuple[str, Domain]:
+    """The object word and domain used in the prompts, from explicit values or the category."""
+    return object_name or object_name_for_category(category), domain or domain_for_category(
+        category
+    )
+
+
+@register_method("anoclip", tta=False)
+def _anoclip(**kwargs: Any) -> AnoCLIP:
+    return AnoCLIP(**kwargs)
+
+
+@register_method("anoclip+", tta=True)
+def _anoclip_plus(**kwargs: Any) -> AnoCLIP:
+    return AnoCLIP(**kwargs)

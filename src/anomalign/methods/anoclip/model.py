@@ -1,0 +1,117 @@
+"""AnoCLIP's math as a plain ``nn.Module``: tokens and text in, probabilities out.
+
+* Pixel path (anoclip.md §3 "Pixel map"): ``softmax(scale * norm(z) @ [t_n, t_a])``,
+  abnormal probability on the patch grid, optional 3x3 (or 5x5) replicate-padded mean,
+  bilinear upsampling with ``align_corners=True``.
+* Image path (§3 "Image score"): the same softmax on the original-path global token,
+  averaged over augmented views.
+* AnoCLIP+ (§4): :meth:`AnoCLIPModel.adapt` optimises an adapter on one image's tokens
+  with the clean/noisy loss and returns the adapted tokens.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from anomalign.methods.anoclip.adapter import LinearAdapter, TextAdapter, tta_loss
+from anomalign.methods.anoclip.config import AnoCLIPConfig
+from anomalign.methods.postprocess import mean_filter, upsample
+
+
+class AnoCLIPModel(nn.Module):
+    """AnoCLIP for one prompt set (one category).
+
+    Args:
+        config: the options.
+        text_pair: ``(D, 2)`` normalised [normal, abnormal] state embeddings.
+        prompt_basis: ``(2P, D)`` every individually normalised prompt embedding,
+            normals first: the TextAdapter's output basis.
+    """
+
+    def __init__(
+        self, config: AnoCLIPConfig, text_pair: torch.Tensor, prompt_basis: torch.Tensor
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.register_buffer("text_pair", text_pair.detach().clone())
+        self.register_buffer("prompt_basis", prompt_basis.detach().clone())
+
+    def probabilities(self, tokens: torch.Tensor) -> torch.Tensor:
+        """``(..., D)`` tokens -> ``(..., 2)`` [normal, abnormal] probabilities."""
+        logits = F.normalize(tokens.float(), dim=-1) @ self.text_pair
+        return torch.softmax(self.config.logit_scale * logits, dim=-1)
+
+    def image_scores(self, global_tokens: torch.Tensor) -> torch.Tensor:
+        """``(B, V, D)`` global tokens of V views -> ``(B,)`` mean abnormal probability."""
+        return self.probabilities(global_tokens)[..., 1].mean(dim=1)
+
+    def grid_maps(self, local_tokens: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        """``(B, N, D)`` local tokens -> ``(B, 1, h, w)`` abnormal probability, smoothed."""
+        probs = self.probabilities(local_tokens)[..., 1]
+        maps = probs.view(probs.shape[0], 1, *grid)
+        if self.config.smoothing == "mean3":
+            maps = mean_filter(maps, 3)
+        elif self.config.smoothing == "mean5":
+            maps = mean_filter(maps, 5)
+        return maps
+
+    def pixel_maps(
+        self, local_tokens: torch.Tensor, grid: tuple[int, int], size: tuple[int, int]
+    ) -> torch.Tensor:
+        """Grid maps upsampled bilinearly (``align_corners=True``) to the input size."""
+        return upsample(self.grid_maps(local_tokens, grid), size, align_corners=True)[:, 0]
+
+    def make_adapter(self) -> nn.Module:
+        """A fresh adapter of the configured type on this model's device."""
+        if self.config.adapter == "text":
+            adapter: nn.Module = TextAdapter(self.prompt_basis)
+        else:
+            adapter = LinearAdapter(self.text_pair.shape[0])
+        return adapter.to(self.text_pair.device)
+
+    def make_optimizer(self, adapter: nn.Module) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(
+            adapter.parameters(), lr=self.config.tta_lr, weight_decay=self.config.tta_weight_decay
+        )
+
+    def adapt(
+        self,
+        local_tokens: torch.Tensor,
+        adapter: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        generator: torch.Generator,
+    ) -> tuple[torch.Tensor, list[float]]:
+        """Test-time adaptation on one image's ``(N, D)`` tokens.
+
+        Resets the adapter from ``generator``, runs ``tta_steps`` AdamW steps on the
+        clean/noisy loss (noise ``N(0, noise_sigma^2)`` drawn from ``generator``) and
+        returns the adapted clean tokens and the loss before each step.
+        """
+        config = self.config
+        tokens = local_tokens.detach().float()
+        adapter.reset(generator)
+        losses: list[float] = []
+        with torch.enable_grad():
+            for _ in range(config.tta_steps):
+                noise = torch.randn(tokens.shape, generator=generator, device=generator.device)
+                noisy = tokens + config.noise_sigma * noise.to(tokens.device)
+                probs = self.probabilities(adapter(torch.stack([tokens, noisy])))
+                loss = tta_loss(probs[0], probs[1], config.hard_loss_weight)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                losses.append(float(loss.detach()))
+        with torch.no_grad():
+            return adapter(tokens), losses
+
+    @torch.no_grad()
+    def loss_of(
+        self, local_tokens: torch.Tensor, adapter: nn.Module | None, noise: torch.Tensor
+    ) -> float:
+        """The TTA loss of ``(N, D)`` tokens with given noise (for diagnostics and tests)."""
+        tokens = local_tokens.float()
+        stack = torch.stack([tokens, tokens + noise])
+        probs = self.probabilities(adapter(stack) if adapter is not None else stack)
+        return float(tta_loss(probs[0], probs[1], self.config.hard_loss_weight))

@@ -1,0 +1,1 @@
+"""Prompts: AnoCLIP's state prompts and FineGrainedAD's multi-level captions."""
