@@ -71,9 +71,7 @@ def _high_depth_to_uint8(array: np.ndarray, source: object) -> np.ndarray:
         peak = 255 if array.max(initial=0) <= 255 and array.dtype.itemsize == 1 else 65535
         if array.max(initial=0) > 65535:
             peak = int(array.max())
-        return np.clip(np.rint(array.astype(np.float64) * (255.0 / peak)), 0, 255).astype(
-            np.uint8
-        )
+        return np.clip(np.rint(array.astype(np.float64) * (255.0 / peak)), 0, 255).astype(np.uint8)
     raise ImageReadError(f"Unsupported pixel type in {_describe(source)}.")
 
 
