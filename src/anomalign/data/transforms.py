@@ -7,8 +7,16 @@ masks are resized with nearest neighbour and stay binary.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 from PIL import Image
+
+if TYPE_CHECKING:
+    import torch
+
+    from anomalign.data.sample import Sample
 
 
 def _as_hw(size: int | tuple[int, int]) -> tuple[int, int]:
@@ -35,3 +43,66 @@ def resize_mask(mask: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
         return mask.astype(bool, copy=False)
     image = Image.fromarray(mask.astype(np.uint8) * 255)
     return np.asarray(image.resize((width, height), Image.Resampling.NEAREST)) > 127
+
+
+def short_side_size(height: int, width: int, short: int) -> tuple[int, int]:
+    """``(height, width)`` after resizing the short side to ``short``, keeping the aspect.
+
+    Same rounding as torchvision's ``Resize(int)`` (the long side is truncated), which
+    AnoCLIP's VisA pipeline uses: 1000x1500 (HxW) with ``short=240`` gives 240x360.
+    """
+    if height <= width:
+        return short, int(short * width / height)
+    return int(short * height / width), short
+
+
+def resize_short_side(rgb: np.ndarray, short: int) -> np.ndarray:
+    """Bicubic resize of an ``(H, W, 3)`` image so that its short side is ``short``."""
+    return resize_rgb(rgb, short_side_size(rgb.shape[0], rgb.shape[1], short))
+
+
+def resize_map(amap: np.ndarray | torch.Tensor, size: int | tuple[int, int]) -> Any:
+    """Bilinear resize of a float anomaly map ``(..., H, W)`` (numpy or torch) to ``size``.
+
+    Used to bring maps back to an image's original size, or to the evaluation size.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    height, width = _as_hw(size)
+    is_numpy = isinstance(amap, np.ndarray)
+    tensor = torch.from_numpy(np.asarray(amap, dtype=np.float32)) if is_numpy else amap
+    if tuple(tensor.shape[-2:]) == (height, width):
+        return amap
+    lead = tensor.shape[:-2]
+    flat = tensor.reshape(-1, 1, *tensor.shape[-2:])
+    if not flat.is_floating_point():
+        flat = flat.float()
+    out = F.interpolate(flat, size=(height, width), mode="bilinear", align_corners=False)
+    out = out.reshape(*lead, height, width)
+    return out.numpy() if is_numpy else out
+
+
+@dataclass(frozen=True)
+class ImageMaskPair:
+    """An image and its mask resized together, with the size they came from."""
+
+    image: np.ndarray
+    mask: np.ndarray
+    original_size: tuple[int, int]
+
+
+def resize_pair(rgb: np.ndarray, mask: np.ndarray, size: int | tuple[int, int]) -> ImageMaskPair:
+    """Resize image (bicubic) and mask (nearest, binary) to one ``size``; keep the original."""
+    if rgb.shape[:2] != mask.shape:
+        raise ValueError(f"image {rgb.shape[:2]} and mask {mask.shape} sizes differ")
+    return ImageMaskPair(resize_rgb(rgb, size), resize_mask(mask, size), rgb.shape[:2])
+
+
+def load_pair(sample: Sample, size: int | tuple[int, int] | None = None) -> ImageMaskPair:
+    """Decode a sample's image and mask and, if ``size`` is given, resize both to it."""
+    rgb = sample.load_image()
+    mask = sample.load_mask(size=rgb.shape[:2])
+    if size is None:
+        return ImageMaskPair(rgb, mask, rgb.shape[:2])
+    return resize_pair(rgb, mask, size)
