@@ -41,21 +41,32 @@ class SortedNegatives:
 
     def count_ge_gt(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Counts of negatives ``>= v`` and ``> v`` for each ``v`` in ``values`` (int64)."""
-        ge = np.zeros(values.shape, dtype=np.int64)
-        gt = np.zeros(values.shape, dtype=np.int64)
-        for chunk in self.chunks:
-            if is_tensor(chunk):
-                import torch
+        values = np.asarray(values)
+        # numpy's binary search narrows its range when keys ascend; search in ascending order.
+        flip = values.size > 1 and values[0] > values[-1]
+        keys = np.ascontiguousarray(values[::-1] if flip else values)
+        jobs = [(c, keys, side) for c in self.chunks for side in ("left", "right")]
+        if len(jobs) > 2 and not is_tensor(self.chunks[0]):
+            with ThreadPoolExecutor(min(len(jobs), os.cpu_count() or 1)) as pool:
+                found = list(pool.map(_count_above, jobs))  # searchsorted releases the GIL
+        else:
+            found = [_count_above(job) for job in jobs]
+        ge = np.sum(found[0::2], axis=0)
+        gt = np.sum(found[1::2], axis=0)
+        return (ge[::-1], gt[::-1]) if flip else (ge, gt)
 
-                v = torch.from_numpy(np.ascontiguousarray(values)).to(chunk.device, chunk.dtype)
-                left = torch.searchsorted(chunk, v, right=False).cpu().numpy()
-                right = torch.searchsorted(chunk, v, right=True).cpu().numpy()
-            else:
-                left = np.searchsorted(chunk, values.astype(chunk.dtype, copy=False), "left")
-                right = np.searchsorted(chunk, values.astype(chunk.dtype, copy=False), "right")
-            ge += len(chunk) - left
-            gt += len(chunk) - right
-        return ge, gt
+
+def _count_above(job: tuple[Any, np.ndarray, str]) -> np.ndarray:
+    """Number of elements of a sorted chunk above each key (``>=`` for left, ``>`` for right)."""
+    chunk, keys, side = job
+    if is_tensor(chunk):
+        import torch
+
+        k = torch.from_numpy(keys).to(chunk.device, chunk.dtype)
+        idx = torch.searchsorted(chunk, k, right=side == "right").cpu().numpy()
+    else:
+        idx = np.searchsorted(chunk, keys.astype(chunk.dtype, copy=False), side)
+    return len(chunk) - idx.astype(np.int64)
 
 
 def sort_negatives(scores: Any, workers: int | None = None) -> SortedNegatives:
