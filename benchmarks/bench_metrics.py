@@ -92,7 +92,9 @@ def main() -> None:
         f"{y.mean():.2%} anomalous"
     )
 
-    res, t_ours = timed(ours, maps, masks)
+    res, t_first = timed(ours, maps, masks)  # first call also pays page faults of fresh memory
+    res, t_again = timed(ours, maps, masks)
+    t_ours = max(t_first, t_again)  # the conservative figure is used for the ratios
     sk_auroc, t_auroc = timed(roc_auc_score, y, s)
     sk_ap, t_ap = timed(average_precision_score, y, s)
     ref_pro, t_pro = timed(reference_aupro, maps, masks)
@@ -108,7 +110,8 @@ def main() -> None:
             f1 = 2 * p * r / (p + r)
         sk_f1 = f1[np.isfinite(f1)].max()
         print(f"sklearn PR-curve F1-max          {t_f1:7.2f} s")
-    print(f"anomalign all four (mvtec)       {t_ours:7.2f} s   (update per map + compute)")
+    print(f"anomalign all four (mvtec)       {t_first:7.2f} s   (update per map + compute)")
+    print(f"anomalign all four (mvtec), again{t_again:7.2f} s")
     print(f"anomalign all four (compat)      {t_compat:7.2f} s")
     print()
     print(f"|AUROC - sklearn|     {abs(res.auroc - sk_auroc):.2e}")
@@ -121,7 +124,7 @@ def main() -> None:
         f"AUPRO(mvtec) {res.aupro:.6f}  AUPRO(compat) {compat.aupro:.6f}"
     )
     print()
-    print(f"ratio sklearn AUROC / anomalign all four:            {t_auroc / t_ours:5.1f}x")
+    print(f"ratio sklearn AUROC / anomalign all four (slower run):{t_auroc / t_ours:5.1f}x")
     total = t_auroc + t_ap + t_pro
     print(f"ratio (sklearn AUROC + AP + ref AUPRO) / anomalign:  {total / t_ours:5.1f}x")
 
