@@ -6,6 +6,13 @@ package ships captions for the 15 MVTec AD and 12 VisA categories; users can pas
 own file (see ``anomalign captions build``).
 """
 
+from anomalign.prompts.captions.builder import (
+    BuildResult,
+    CaptionBuildError,
+    LLMSettings,
+    build_caption_file,
+    request_caption,
+)
 from anomalign.prompts.captions.schema import (
     MAX_ENTITIES,
     MIN_ENTITIES,
@@ -38,13 +45,17 @@ __all__ = [
     "MAX_ENTITIES",
     "MIN_ENTITIES",
     "SHIPPED_DATASETS",
+    "BuildResult",
+    "CaptionBuildError",
     "CaptionError",
     "CategoryCaption",
+    "LLMSettings",
     "Level1",
     "Level2",
     "Level3",
     "Vocabularies",
     "attribute_negatives",
+    "build_caption_file",
     "caption_hash",
     "consistency_warnings",
     "derive_vocabularies",
@@ -53,6 +64,7 @@ __all__ = [
     "load_shipped",
     "normalize_category",
     "parse_caption",
+    "request_caption",
     "resolve_caption",
     "shipped_dataset",
     "shipped_vocabularies",
