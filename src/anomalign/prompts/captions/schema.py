@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 from pydantic import (
@@ -23,6 +24,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    TypeAdapter,
     ValidationError,
     field_validator,
     model_validator,
@@ -135,6 +137,7 @@ def _check_defect(value: str) -> str:
 
 
 DefectTemplate = Annotated[Text, AfterValidator(_check_defect)]
+_DEFECTS: TypeAdapter[tuple[str, ...]] = TypeAdapter(tuple[DefectTemplate, ...])
 
 
 class CategoryCaption(_Strict):
@@ -278,6 +281,18 @@ def parse_caption(data: Any, *, source: str = "caption") -> CategoryCaption:
         raise CaptionError(
             f"{source} is not a valid MFSC caption:\n{format_validation_error(error)}"
         ) from None
+
+
+def check_defect_phrases(phrases: Sequence[str], *, source: str = "defects") -> tuple[str, ...]:
+    """Validate defect templates on their own (each with exactly one ``{}``)."""
+    try:
+        return _DEFECTS.validate_python(list(phrases))
+    except ValidationError as error:
+        lines = [
+            f"  - {source}[{item['loc'][0]}]: {item['msg']}" if item["loc"] else item["msg"]
+            for item in error.errors(include_url=False)
+        ]
+        raise CaptionError("Invalid defect phrase:\n" + "\n".join(lines)) from None
 
 
 def consistency_warnings(caption: CategoryCaption) -> list[str]:
