@@ -164,3 +164,33 @@ def test_registry_and_option_errors(tiny_backbone: Backbone) -> None:
         AnoCLIP(tiny_backbone, preset="fast")
     with pytest.raises(ConfigError, match="Unknown method"):
         create_method("winclip")
+
+
+def test_tiles_mode_stitches_two_tiles_like_the_visa_script(tiny_backbone: Backbone) -> None:
+    wide = np.random.default_rng(5).integers(0, 256, (64, 96, 3), dtype=np.uint8)
+    tiled = AnoCLIP(tiny_backbone, preset="official", tiling="tiles").predict(wide, "candle")
+    assert tiled.maps.shape == (1, 64, 96)
+    single = AnoCLIP(tiny_backbone, preset="official", image_score="single")
+    tiles = single.predict([wide[:, :64], wide[:, 32:]], category="candle")
+    np.testing.assert_allclose(tiled.scores[0], tiles.scores.mean(), atol=1e-6)
+    left_map, right_map = tiles.maps
+    np.testing.assert_allclose(tiled.maps[0, :, :32], left_map[:, :32], atol=1e-6)
+    np.testing.assert_allclose(tiled.maps[0, :, 64:], right_map[:, 32:], atol=1e-6)
+    overlap = (left_map[:, 32:] + right_map[:, :32]) / 2
+    np.testing.assert_allclose(tiled.maps[0, :, 32:64], overlap, atol=1e-6)
+
+
+def test_tiles_mode_with_tta_is_seeded_and_resizes_on_request(tiny_backbone: Backbone) -> None:
+    wide = np.random.default_rng(6).integers(0, 256, (40, 90, 3), dtype=np.uint8)
+
+    def run() -> np.ndarray:
+        detector = AnoCLIP(tiny_backbone, tta=True, tiling="tiles", adapter="linear")
+        prediction = detector.predict([wide, wide[:, :60]], "candle", output_size=(20, 30))
+        assert len(prediction.info["tta_losses"]) == 2
+        return prediction.maps
+
+    first = run()
+    assert first.shape == (2, 20, 30)
+    np.testing.assert_array_equal(first, run())
+    with pytest.raises(ConfigError, match="output_size"):
+        AnoCLIP(tiny_backbone, tiling="tiles").predict([wide, wide[:, :60]], "candle")

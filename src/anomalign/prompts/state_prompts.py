@@ -17,6 +17,8 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from anomalign.data.categories import is_texture
+
 Domain = Literal["object", "texture"]
 
 NORMAL_STATES: tuple[str, ...] = (
@@ -71,9 +73,6 @@ DOMAIN_FAMILIES: dict[str, tuple[str, ...]] = {
     "texture": ("industrial photo", "textural photo", "surface picture"),
 }
 
-#: MVTec AD texture categories; every other known category is an object.
-TEXTURE_CATEGORIES: frozenset[str] = frozenset({"carpet", "grid", "leather", "tile", "wood"})
-
 #: Category folder names that the official code maps to another object word.
 CATEGORY_NAME_MAP: dict[str, str] = {"macaroni1": "macaroni", "macaroni2": "macaroni"}
 
@@ -100,7 +99,7 @@ def domain_patterns(domain: Domain) -> list[str]:
 
 def domain_for_category(category: str | None) -> Domain:
     """ "texture" for the MVTec AD texture categories, "object" otherwise."""
-    return "texture" if category in TEXTURE_CATEGORIES else "object"
+    return "texture" if category and is_texture(category) else "object"
 
 
 def object_name_for_category(category: str | None) -> str:

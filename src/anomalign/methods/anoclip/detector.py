@@ -10,7 +10,10 @@ import torch
 import torch.nn.functional as F
 
 from anomalign.backbones import Backbone, load_backbone
-from anomalign.data.images import ImageInput
+from anomalign.data.images import ImageInput, load_rgb
+from anomalign.data.tiling import stitch_tiles, tile_image
+from anomalign.data.transforms import resize_map
+from anomalign.errors import ConfigError
 from anomalign.methods.anoclip.config import AnoCLIPConfig, Preset
 from anomalign.methods.anoclip.model import AnoCLIPModel
 from anomalign.methods.anoclip.views import augmented_views
@@ -26,14 +29,6 @@ from anomalign.results import Prediction
 
 DEFAULT_BACKBONE = "ViT-B-16-plus-240:laion400m_e32"
 VIEW_BATCH = 32
-
-
-def _as_size(size: int | tuple[int, int] | None, default: tuple[int, int]) -> tuple[int, int]:
-    if size is None:
-        return default
-    if isinstance(size, int):
-        return (size, size)
-    return (int(size[0]), int(size[1]))
 
 
 class AnoCLIP:
@@ -134,6 +129,44 @@ class AnoCLIP:
             losses.append(step_losses)
         return torch.stack(adapted), losses
 
+    def _predict_square(self, model: AnoCLIPModel, items: list, key: str):
+        """Squash-resized batch -> scores ``(B,)``, maps ``(B, S, S)``, TTA losses."""
+        pixels = self.backbone.preprocess(items)
+        tokens = self.encoder(pixels)
+        scores = self._global_scores(model, pixels, tokens)
+        local, losses = tokens.local_tokens.float(), []
+        if self.config.tta:
+            local, losses = self._adapted_tokens(model, local, key)
+        with torch.no_grad():
+            maps = model.pixel_maps(local, tokens.grid_size, self.backbone.image_size)
+        return scores, list(maps), losses
+
+    def _predict_tiled(self, model: AnoCLIPModel, item: ImageInput, key: str):
+        """One image in square tiles along its long side (official VisA handling):
+        score = mean over tiles of the global-token score; maps stitched, overlaps averaged."""
+        height, width = self.backbone.image_size
+        if height != width:
+            raise ConfigError("tiling='tiles' needs a backbone with a square input size.")
+        tiles, boxes, size = tile_image(load_rgb(item), height)
+        pre = self.backbone.preprocessor
+        pixels = torch.stack([pre.normalize(t) for t in tiles]).to(self.backbone.device)
+        tokens = self.encoder(pixels)
+        score = model.image_scores(tokens.global_token[None])
+        local, losses = tokens.local_tokens.float(), []
+        if self.config.tta:
+            adapter, optimizer, generator = self._tta_state(model, key)
+            local, step_losses = model.adapt(
+                local,
+                adapter,
+                optimizer,
+                generator,
+                lambda t: model.stitched_probabilities(t, tokens.grid_size, height, boxes, size),
+            )
+            losses = [step_losses]
+        with torch.no_grad():
+            tile_maps = model.pixel_maps(local, tokens.grid_size, (height, height))
+        return score, [stitch_tiles(tile_maps, boxes, size)], losses
+
     def predict(
         self,
         images: ImageInput | Sequence[ImageInput],
@@ -150,37 +183,42 @@ class AnoCLIP:
             category: dataset category (picks the object word and object/texture domain).
             object_name: the word put in the prompts (default: from ``category``, else "object").
             domain: "object" or "texture" (default: from ``category``).
-            output_size: map size (int or ``(height, width)``); default the model input size.
-            batch_size: images encoded per forward pass.
+            output_size: map size (int or ``(height, width)``). Default: the model input
+                size, or with ``tiling="tiles"`` the stitched size (short side = input size).
+            batch_size: images encoded per forward pass (tiled images go one at a time).
         """
         batch = [images] if not isinstance(images, list | tuple) else list(images)
         model = self.model_for(category, object_name, domain)
-        input_size = self.backbone.image_size
-        size = _as_size(output_size, input_size)
         key = category or object_name or "object"
         scores, maps, tta_losses = [], [], []
-        for start in range(0, len(batch), batch_size):
-            pixels = self.backbone.preprocess(batch[start : start + batch_size])
-            tokens = self.encoder(pixels)
-            scores.append(self._global_scores(model, pixels, tokens).float().cpu())
-            local = tokens.local_tokens.float()
-            if self.config.tta:
-                local, losses = self._adapted_tokens(model, local, key)
+        if self.config.tiling == "tiles":
+            for item in batch:
+                score, item_maps, losses = self._predict_tiled(model, item, key)
+                scores.append(score.float().cpu())
+                maps.extend(m.cpu().numpy() for m in item_maps)
                 tta_losses.extend(losses)
-            with torch.no_grad():
-                chunk = model.pixel_maps(local, tokens.grid_size, input_size)
-                if size != input_size:
-                    chunk = F.interpolate(chunk[:, None], size=size, mode="bilinear")[:, 0]
-            maps.append(chunk.cpu())
-        map_array = torch.cat(maps).numpy()
+        else:
+            for start in range(0, len(batch), batch_size):
+                chunk = batch[start : start + batch_size]
+                score, chunk_maps, losses = self._predict_square(model, chunk, key)
+                scores.append(score.float().cpu())
+                maps.extend(m.cpu().numpy() for m in chunk_maps)
+                tta_losses.extend(losses)
         if self.config.smoothing == "gaussian":
-            map_array = gaussian_smooth(map_array, self.config.gaussian_sigma)
+            maps = list(gaussian_smooth(np.stack(maps), self.config.gaussian_sigma))
+        if output_size is not None:
+            maps = [resize_map(m, output_size) for m in maps]
+        elif len({m.shape for m in maps}) > 1:
+            raise ConfigError(
+                "Tiled images of different aspect ratios give maps of different sizes "
+                f"({sorted({m.shape for m in maps})}); pass output_size."
+            )
         info = self.describe()
         name, domain = resolve_prompt_subject(category, object_name, domain)
         info.update(category=category, object_name=name, domain=domain)
         if tta_losses:
             info["tta_losses"] = tta_losses
-        return Prediction(torch.cat(scores).numpy(), np.asarray(map_array), info)
+        return Prediction(torch.cat(scores).numpy(), np.stack(maps), info)
 
     def describe(self) -> dict[str, Any]:
         """Provenance: method, preset, every option and the backbone (incl. untrained flag)."""

@@ -11,10 +11,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from anomalign.data.tiling import stitch_tiles
 from anomalign.methods.anoclip.adapter import LinearAdapter, TextAdapter, tta_loss
 from anomalign.methods.anoclip.config import AnoCLIPConfig
 from anomalign.methods.postprocess import mean_filter, upsample
@@ -38,10 +41,27 @@ class AnoCLIPModel(nn.Module):
         self.register_buffer("text_pair", text_pair.detach().clone())
         self.register_buffer("prompt_basis", prompt_basis.detach().clone())
 
+    def logits(self, tokens: torch.Tensor) -> torch.Tensor:
+        """``(..., D)`` tokens -> ``(..., 2)`` scaled cosines with [normal, abnormal]."""
+        return self.config.logit_scale * (F.normalize(tokens.float(), dim=-1) @ self.text_pair)
+
     def probabilities(self, tokens: torch.Tensor) -> torch.Tensor:
         """``(..., D)`` tokens -> ``(..., 2)`` [normal, abnormal] probabilities."""
-        logits = F.normalize(tokens.float(), dim=-1) @ self.text_pair
-        return torch.softmax(self.config.logit_scale * logits, dim=-1)
+        return torch.softmax(self.logits(tokens), dim=-1)
+
+    def stitched_probabilities(
+        self, tokens: torch.Tensor, grid: tuple[int, int], tile: int, boxes, size
+    ) -> torch.Tensor:
+        """Tiled TTA probabilities as the official VisA script: ``(..., T, N, D)`` tokens of
+        T tiles -> logits upsampled per tile (``align_corners=True``), stitched (overlaps
+        averaged), then softmax: ``(..., H, W, 2)``."""
+        lead = tokens.shape[:-3]
+        count = tokens.shape[-3]
+        logits = self.logits(tokens).reshape(-1, *grid, 2).permute(0, 3, 1, 2)
+        logits = upsample(logits, (tile, tile), align_corners=True)
+        logits = logits.reshape(-1, count, 2, tile, tile)
+        stitched = torch.stack([stitch_tiles(one, boxes, size) for one in logits])
+        return torch.softmax(stitched.movedim(1, -1), dim=-1).reshape(*lead, *size, 2)
 
     def image_scores(self, global_tokens: torch.Tensor) -> torch.Tensor:
         """``(B, V, D)`` global tokens of V views -> ``(B,)`` mean abnormal probability."""
@@ -82,14 +102,18 @@ class AnoCLIPModel(nn.Module):
         adapter: nn.Module,
         optimizer: torch.optim.Optimizer,
         generator: torch.Generator,
+        probabilities: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, list[float]]:
-        """Test-time adaptation on one image's ``(N, D)`` tokens.
+        """Test-time adaptation on one image's tokens (``(N, D)``, or ``(T, N, D)`` tiles).
 
         Resets the adapter from ``generator``, runs ``tta_steps`` AdamW steps on the
         clean/noisy loss (noise ``N(0, noise_sigma^2)`` drawn from ``generator``) and
-        returns the adapted clean tokens and the loss before each step.
+        returns the adapted clean tokens and the loss before each step. ``probabilities``
+        maps the stacked ``[clean, noisy]`` adapted tokens to ``(2, ..., 2)`` probabilities
+        (default: per token).
         """
         config = self.config
+        to_probs = probabilities or self.probabilities
         tokens = local_tokens.detach().float()
         adapter.reset(generator)
         losses: list[float] = []
@@ -97,7 +121,7 @@ class AnoCLIPModel(nn.Module):
             for _ in range(config.tta_steps):
                 noise = torch.randn(tokens.shape, generator=generator, device=generator.device)
                 noisy = tokens + config.noise_sigma * noise.to(tokens.device)
-                probs = self.probabilities(adapter(torch.stack([tokens, noisy])))
+                probs = to_probs(adapter(torch.stack([tokens, noisy])))
                 loss = tta_loss(probs[0], probs[1], config.hard_loss_weight)
                 optimizer.zero_grad()
                 loss.backward()
