@@ -16,12 +16,19 @@ import torch.nn.functional as F
 from torch import nn
 
 
+@torch.no_grad()
 def _reset_linear(layer: nn.Linear, generator: torch.Generator | None) -> None:
-    """PyTorch's default ``nn.Linear`` init, drawn from ``generator``."""
-    nn.init.kaiming_uniform_(layer.weight, a=math.sqrt(5), generator=generator)
+    """PyTorch's default ``nn.Linear`` init, drawn from ``generator`` (on its own device,
+    so a CPU generator gives the same weights on CPU and CUDA)."""
+    device = generator.device if generator is not None else layer.weight.device
+    weight = torch.empty(layer.weight.shape, device=device)
+    nn.init.kaiming_uniform_(weight, a=math.sqrt(5), generator=generator)
+    layer.weight.copy_(weight)
     if layer.bias is not None:
         bound = 1.0 / math.sqrt(layer.in_features) if layer.in_features > 0 else 0.0
-        nn.init.uniform_(layer.bias, -bound, bound, generator=generator)
+        bias = torch.empty(layer.bias.shape, device=device)
+        nn.init.uniform_(bias, -bound, bound, generator=generator)
+        layer.bias.copy_(bias)
 
 
 class TextAdapter(nn.Module):
