@@ -194,3 +194,22 @@ def test_tiles_mode_with_tta_is_seeded_and_resizes_on_request(tiny_backbone: Bac
     np.testing.assert_array_equal(first, run())
     with pytest.raises(ConfigError, match="output_size"):
         AnoCLIP(tiny_backbone, tiling="tiles").predict([wide, wide[:, :60]], "candle")
+
+
+def test_fit_bundle_round_trip_gives_identical_predictions(
+    tiny_backbone: Backbone, tmp_path
+) -> None:
+    from anomalign.bundles import load_bundle, save_bundle
+    from anomalign.methods import Detector
+
+    detector = AnoCLIP(tiny_backbone, tta=True, preset="default").fit(category="carpet")
+    assert isinstance(detector, Detector)
+    images = _images(2, seed=9)
+    expected = detector.predict(images)
+    assert expected.info["domain"] == "texture"
+    path = save_bundle(detector.to_bundle(), tmp_path / "carpet.anomalign")
+    restored = AnoCLIP.from_bundle(load_bundle(path), backbone=tiny_backbone)
+    got = restored.predict(images)
+    np.testing.assert_array_equal(got.maps, expected.maps)
+    np.testing.assert_array_equal(got.scores, expected.scores)
+    assert got.info["options"] == expected.info["options"]

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from anomalign.backbones import Backbone, load_backbone
+from anomalign.bundles import DetectorBundle
 from anomalign.data.images import ImageInput, load_rgb
 from anomalign.data.tiling import stitch_tiles, tile_image
 from anomalign.data.transforms import resize_map
@@ -61,10 +62,64 @@ class AnoCLIP:
         self._models: dict[tuple[str, str, bool], AnoCLIPModel] = {}
         self._category_tta: dict[str, tuple[torch.nn.Module, torch.optim.Optimizer]] = {}
         self._run_generator = torch.Generator().manual_seed(self.config.seed)
+        self.category: str | None = None
+        self.object_name: str | None = None
+        self.domain: Domain | None = None
 
     @property
     def name(self) -> str:
         return "anoclip+" if self.config.tta else "anoclip"
+
+    def fit(
+        self,
+        normal_images: Sequence[ImageInput] = (),
+        category: str | None = None,
+        object_name: str | None = None,
+        domain: Domain | None = None,
+    ) -> AnoCLIP:
+        """Zero-shot: no images are needed. Records the prompt subject used by ``predict``
+        when it gets no category, and builds its text features now."""
+        self.category, self.object_name, self.domain = category, object_name, domain
+        self.model_for(category, object_name, domain)
+        return self
+
+    def to_bundle(self) -> DetectorBundle:
+        """The detector as a bundle: options, backbone spec and the fitted text features."""
+        model = self.model_for(self.category, self.object_name, self.domain)
+        name, domain = resolve_prompt_subject(self.category, self.object_name, self.domain)
+        return DetectorBundle(
+            method=self.name,
+            backbone=str(self.backbone.spec),
+            config=self.config.to_dict(),
+            tensors={"text_pair": model.text_pair, "prompt_basis": model.prompt_basis},
+            extra={"category": self.category, "object_name": name, "domain": domain},
+        )
+
+    @classmethod
+    def from_bundle(
+        cls,
+        bundle: DetectorBundle,
+        backbone: Backbone | None = None,
+        device: str | torch.device = "cpu",
+    ) -> AnoCLIP:
+        """Rebuild a detector from a bundle (text features restored, no prompts re-encoded)."""
+        config = dict(bundle.config)
+        preset = config.pop("preset")
+        detector = cls(backbone or bundle.backbone, preset=preset, device=device, **config)
+        if str(detector.backbone.spec) != bundle.backbone:
+            raise ConfigError(
+                f"The bundle was fitted with backbone '{bundle.backbone}', not "
+                f"'{detector.backbone.spec}'."
+            )
+        extra = bundle.extra
+        detector.category = extra.get("category")
+        detector.object_name = extra.get("object_name")
+        detector.domain = extra.get("domain")
+        key = (extra["object_name"], extra["domain"], detector.config.grammatical_prompts)
+        detector._models[key] = AnoCLIPModel(
+            detector.config, bundle.tensors["text_pair"], bundle.tensors["prompt_basis"]
+        ).to(detector.backbone.device)
+        return detector
 
     def model_for(
         self,
@@ -188,6 +243,8 @@ class AnoCLIP:
             batch_size: images encoded per forward pass (tiled images go one at a time).
         """
         batch = [images] if not isinstance(images, list | tuple) else list(images)
+        if category is None and object_name is None and domain is None:
+            category, object_name, domain = self.category, self.object_name, self.domain
         model = self.model_for(category, object_name, domain)
         key = category or object_name or "object"
         scores, maps, tta_losses = [], [], []

@@ -1,0 +1,97 @@
+"""Detector bundles: one safetensors file holding a fitted detector.
+
+Tensors (text features, memory banks, learned prompts, ...) are stored as safetensors;
+everything else (method, backbone spec, options, threshold, calibration, provenance) is
+a JSON manifest in the file's metadata. Loading never unpickles anything, and writes
+are atomic (temporary file, then rename), so a crash never leaves half a bundle.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from anomalign import __version__
+from anomalign.errors import DataError
+
+BUNDLE_FORMAT = "anomalign-detector"
+BUNDLE_VERSION = 1
+BUNDLE_SUFFIX = ".anomalign"
+
+
+@dataclass
+class DetectorBundle:
+    """Everything needed to rebuild a fitted detector without its training data."""
+
+    method: str
+    backbone: str
+    config: dict[str, Any]
+    tensors: dict[str, torch.Tensor] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def save_bundle(bundle: DetectorBundle, path: str | Path) -> Path:
+    """Write ``bundle`` to ``path`` atomically and return the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    manifest = {
+        "method": bundle.method,
+        "backbone": bundle.backbone,
+        "config": bundle.config,
+        "extra": bundle.extra,
+        "anomalign_version": __version__,
+    }
+    metadata = {
+        "format": BUNDLE_FORMAT,
+        "version": str(BUNDLE_VERSION),
+        "manifest": json.dumps(manifest, sort_keys=True),
+    }
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in bundle.tensors.items()}
+    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(handle)
+    try:
+        save_file(tensors, tmp, metadata=metadata)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def load_bundle(path: str | Path, device: str | torch.device = "cpu") -> DetectorBundle:
+    """Read a bundle; raise :class:`DataError` naming the file when it is not one."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"Detector bundle '{path}' does not exist.")
+    try:
+        with safe_open(str(path), framework="pt", device=str(device)) as handle:
+            metadata = handle.metadata() or {}
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
+    except Exception as error:
+        raise DataError(
+            f"'{path}' is not a readable detector bundle (expected a safetensors file written "
+            f"by `anomalign fit`): {error}"
+        ) from error
+    if metadata.get("format") != BUNDLE_FORMAT:
+        raise DataError(f"'{path}' is a safetensors file but not an anomalign detector bundle.")
+    if int(metadata.get("version", "0")) > BUNDLE_VERSION:
+        raise DataError(
+            f"Detector bundle '{path}' has format version {metadata.get('version')}; this "
+            f"anomalign reads up to version {BUNDLE_VERSION}. Upgrade anomalign."
+        )
+    manifest = json.loads(metadata["manifest"])
+    return DetectorBundle(
+        method=manifest["method"],
+        backbone=manifest["backbone"],
+        config=manifest["config"],
+        tensors=tensors,
+        extra=manifest.get("extra", {}),
+    )
