@@ -11,4 +11,13 @@ try:
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0+unknown"
 
-__all__ = ["__version__"]
+__all__ = ["__version__", "load_detector"]
+
+
+def __getattr__(name: str):
+    """Lazy exports: ``anomalign.load_detector`` imports torch only when first used."""
+    if name == "load_detector":
+        from anomalign.inspection import load_detector
+
+        return load_detector
+    raise AttributeError(f"module 'anomalign' has no attribute {name!r}")
