@@ -15,8 +15,10 @@ $(STAMP): pyproject.toml constraints.txt
 
 setup: $(STAMP)
 
+DEMO_OUT ?= build/demo
+
 demo: setup
-	$(BIN)/anomalign info
+	$(BIN)/anomalign demo --out $(DEMO_OUT)
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks

@@ -33,8 +33,7 @@ from anomalign.inspection.thresholds import (
     threshold_at_fpr,
     threshold_f1,
 )
-
-DEFAULT_BACKBONE = "ViT-B-16-plus-240:laion400m_e32"
+from anomalign.methods.anoclip import DEFAULT_BACKBONE
 
 #: Method name -> ``"module:Class"`` (or the class) whose class method ``from_bundle``
 #: rebuilds a detector; extend with :func:`register_detector_class`.

@@ -1,0 +1,488 @@
+"""``anomalign demo``: the inspection workflow end to end on data anomalign can make itself.
+
+For each method (AnoCLIP, FineGrainedAD) and each demo set (the synthetic textures and
+objects, plus monocrystalline ELPV solar cells when the ``elpv`` extra is installed):
+fit on a few normal images (none for AnoCLIP), calibrate heatmaps and set a
+false-positive-rate threshold on normal validation images, save the detector bundle,
+load it back, predict the test images into a folder (maps, overlays, summary), and score
+the results with the metrics module. ``report.md`` / ``report.json`` gather it all.
+
+When the backbone's pretrained weights cannot be loaded (offline, not cached), the demo
+says so, explains how to provide them, and carries on with an untrained backbone; every
+output is then marked as coming from an untrained backbone.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import platform
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from anomalign import __version__
+from anomalign.backbones import Backbone, UntrainedBackboneWarning, load_backbone
+from anomalign.backbones.spec import WeightSource, parse_backbone_spec
+from anomalign.backbones.weights import how_to_provide
+from anomalign.data import Sample, generate_synthetic_dataset, load_dataset
+from anomalign.data.fewshot import stable_order
+from anomalign.data.synthetic import DEFAULT_CATEGORIES
+from anomalign.data.transforms import resize_mask
+from anomalign.errors import AnomalignError, WeightsUnavailableError
+from anomalign.inspection.detector_io import fit_detector, load_detector
+from anomalign.inspection.predict_run import predict_folder, read_rows
+from anomalign.inspection.render import UNTRAINED_MARK
+from anomalign.methods.anoclip import DEFAULT_BACKBONE
+
+DEMO_METHODS: tuple[str, ...] = ("anoclip", "finegrainedad")
+#: Fallback when the backbone's weights are missing and the demo runs on the CPU.
+TINY_FALLBACK = "anomalign-tiny:random"
+#: Target false-positive rate of the demo's thresholds (on normal validation images).
+DEMO_FPR = 0.1
+UNTRAINED_FILE = "UNTRAINED_BACKBONE.txt"
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class DemoSet:
+    """One category of demo data: reference, validation and test images."""
+
+    dataset: str
+    category: str
+    references: tuple[Path, ...]
+    validation: tuple[Path, ...]
+    test: tuple[Sample, ...]
+    masks_dir: Path | None
+    object_name: str
+    domain: str
+    caption: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.dataset}-{self.category}"
+
+
+@dataclass
+class BackboneChoice:
+    """The backbone the demo runs on and why."""
+
+    backbone: Backbone
+    requested: str
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def used(self) -> str:
+        return str(self.backbone.spec)
+
+    @property
+    def untrained(self) -> bool:
+        return self.backbone.untrained
+
+
+def _load_quietly(spec: str, device: str) -> Backbone:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UntrainedBackboneWarning)
+        return load_backbone(spec, device=device)
+
+
+def choose_backbone(spec: str | Backbone, device: str = "cpu", log: Log = print) -> BackboneChoice:
+    """Load ``spec``; when its weights are unavailable, say so plainly and fall back.
+
+    The fallback is the same architecture with random weights on an accelerator, and the
+    2-layer ``anomalign-tiny:random`` on the CPU: a random ViT-B-16-plus-240 gives results
+    just as meaningless, and AnoCLIP's 22-view image score alone costs about 14 s per image
+    on two CPU cores.
+    """
+    if isinstance(spec, Backbone):
+        choice = BackboneChoice(spec, str(spec.spec))
+    else:
+        try:
+            choice = BackboneChoice(_load_quietly(spec, device), spec)
+        except WeightsUnavailableError as error:
+            parsed = parse_backbone_spec(spec)
+            named_arch = parsed.source not in (WeightSource.HF_HUB, WeightSource.LOCAL_DIR)
+            on_cpu = str(device).startswith("cpu")
+            fallback = f"{parsed.arch}:random" if named_arch and not on_cpu else TINY_FALLBACK
+            reason = (
+                "the same architecture with random weights (an accelerator is in use)"
+                if fallback != TINY_FALLBACK
+                else "the 2-layer test model with random weights: fast on a CPU, and a "
+                "randomly initialised large model would mean no more"
+            )
+            advice = str(error)
+            if "To use pretrained weights offline" not in advice:
+                advice += "\n" + how_to_provide(parsed)
+            message = (
+                f"Pretrained weights for '{spec}' cannot be loaded on this machine.\n{advice}\n"
+                f"Carrying on with '{fallback}', {reason}. Every output of this demo is "
+                "marked UNTRAINED BACKBONE: it shows that the pipeline works, not how well "
+                "the methods find defects."
+            )
+            log(message)
+            choice = BackboneChoice(_load_quietly(fallback, device), spec, [message])
+    if choice.untrained and not choice.notes:
+        note = (
+            f"Backbone '{choice.used}' has random weights: every output of this demo is "
+            "marked UNTRAINED BACKBONE."
+        )
+        log(note)
+        choice.notes.append(note)
+    return choice
+
+
+def _caption_path(name: str) -> Path:
+    return Path(str(resources.files("anomalign.inspection") / "demo_captions" / f"{name}.json"))
+
+
+def synthetic_sets(root: Path, quick: bool, seed: int) -> list[DemoSet]:
+    """Demo sets from a freshly generated synthetic dataset (MVTec layout) at ``root``."""
+    shots, n_val = (2, 4) if quick else (4, 10)
+    generate_synthetic_dataset(
+        root,
+        categories=DEFAULT_CATEGORIES,
+        seed=seed,
+        image_size=128,
+        n_train=shots + n_val,
+        n_test_good=4 if quick else 8,
+        n_test_defect=6 if quick else 12,
+        overwrite=True,
+    )
+    dataset = load_dataset(root)
+    sets = []
+    for category in dataset.categories:
+        references = dataset.shots(category, shots, seed)
+        chosen = {s.image_path for s in references}
+        train = dataset.filter(category=category, split="train", label=0)
+        texture = "texture" in category
+        sets.append(
+            DemoSet(
+                dataset="synthetic",
+                category=category,
+                references=tuple(s.image_path for s in references),
+                validation=tuple(s.image_path for s in train if s.image_path not in chosen),
+                test=dataset.filter(category=category, split="test").samples,
+                masks_dir=root / category / "ground_truth",
+                object_name="texture" if texture else "disc",
+                domain="texture" if texture else "object",
+                caption=category,
+            )
+        )
+    return sets
+
+
+def elpv_set(quick: bool, seed: int) -> DemoSet:
+    """Monocrystalline ELPV cells from the installed ``elpv-dataset`` package (no masks)."""
+    shots, n_val, n_test = (2, 4, 6) if quick else (4, 10, 16)
+    samples = load_dataset(None, "elpv", categories=["mono"]).samples
+    normal = sorted((s for s in samples if s.label == 0), key=lambda s: s.image_path.name)
+    defective = sorted((s for s in samples if s.label == 1), key=lambda s: s.image_path.name)
+    normal = [normal[i] for i in stable_order([s.image_path.name for s in normal], seed)]
+    defective = [defective[i] for i in stable_order([s.image_path.name for s in defective], seed)]
+    test = sorted(
+        normal[shots + n_val : shots + n_val + n_test] + defective[:n_test],
+        key=lambda s: s.image_path.name,
+    )
+    return DemoSet(
+        dataset="elpv",
+        category="mono",
+        references=tuple(s.image_path for s in normal[:shots]),
+        validation=tuple(s.image_path for s in normal[shots : shots + n_val]),
+        test=tuple(test),
+        masks_dir=None,
+        object_name="solar cell",
+        domain="texture",
+        caption="solar_cell",
+    )
+
+
+def _method_setup(
+    method: str, choice: BackboneChoice, demo_set: DemoSet, quick: bool, device: str
+) -> tuple[list[Path], dict[str, Any], dict[str, Any]]:
+    """Reference images, constructor options and fit options of ``method`` on a set."""
+    backbone = choice.backbone
+    if method.startswith("anoclip"):
+        options: dict[str, Any] = {}
+        if str(device).startswith("cpu") and backbone.spec.arch != "anomalign-tiny":
+            options["image_score"] = "single"  # 22 views cost 22 forward passes per image
+        fit = {"object_name": demo_set.object_name, "domain": demo_set.domain}
+        return [], options, fit
+    options = {}
+    blocks = backbone.encoder(None).num_blocks
+    if blocks < 8:  # the default memory blocks (3, 8) need a 12-block ViT
+        options["memory_blocks"] = sorted({max(1, blocks // 2), blocks})
+    if quick:
+        options.update(seg_epochs=10, cls_epochs=5)
+    fit = {"captions": _caption_path(demo_set.caption)}
+    return list(demo_set.references), options, fit
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _evaluate(demo_set: DemoSet, pred_dir: Path) -> dict[str, Any]:
+    from anomalign.metrics import image_metrics, pixel_metrics
+
+    rows = {row["image"]: row for row in read_rows(pred_dir)}
+    kept = [
+        s for s in demo_set.test if rows.get(str(s.image_path.resolve()), {}).get("status") == "ok"
+    ]
+    labels = np.array([s.label for s in kept])
+    found = [rows[str(s.image_path.resolve())] for s in kept]
+    scores = np.array([row["score"] for row in found], np.float32)
+    image = image_metrics(labels, scores)
+    result: dict[str, Any] = {
+        "n_test": len(demo_set.test),
+        "n_scored": len(kept),
+        "n_anomalous": int(labels.sum()),
+        "image": image.to_dict(),
+        "pixel": None,
+    }
+    decisions = [row.get("decision") for row in found]
+    if decisions and None not in decisions:
+        flagged = np.array([d == "anomalous" for d in decisions])
+        normal, anomalous = labels == 0, labels == 1
+        result["test_fpr"] = float(flagged[normal].mean()) if normal.any() else None
+        result["test_tpr"] = float(flagged[anomalous].mean()) if anomalous.any() else None
+        result["accuracy"] = float((flagged == (labels == 1)).mean())
+    if demo_set.masks_dir is not None and kept:
+        maps = np.stack([np.load(pred_dir / row["map"]) for row in found])
+        masks = np.stack([resize_mask(s.load_mask(), maps.shape[1:]) for s in kept])
+        result["pixel"] = pixel_metrics(maps, masks).to_dict()
+    return result
+
+
+def _run_one(
+    method: str,
+    demo_set: DemoSet,
+    choice: BackboneChoice,
+    out: Path,
+    quick: bool,
+    device: str,
+    log: Log,
+) -> dict[str, Any]:
+    normal, options, fit_options = _method_setup(method, choice, demo_set, quick, device)
+    notes: list[str] = []
+    started = time.perf_counter()
+    inspector = fit_detector(
+        method,
+        normal,
+        category=demo_set.category,
+        backbone=choice.backbone,
+        method_options=options,
+        fit_options=fit_options,
+        device=device,
+        val_normal=list(demo_set.validation),
+        fpr=DEMO_FPR,
+        log=notes.append,
+    )
+    fit_seconds = time.perf_counter() - started
+    bundle = out / "detectors" / f"{method}-{demo_set.name}.anomalign"
+    try:
+        inspector.save(bundle)
+        inspector = load_detector(bundle, device=device, backbone=choice.backbone)
+    except (AttributeError, NotImplementedError) as error:
+        notes.append(f"No bundle written ({method} cannot be saved as one yet: {error}).")
+        bundle = None
+    pred_dir = out / "predictions" / method / demo_set.name
+    run = predict_folder(
+        inspector,
+        [s.image_path for s in demo_set.test],
+        pred_dir,
+        map_format="npy",
+        masks=demo_set.masks_dir,
+        resume=False,
+        grid=12,
+    )
+    result = _evaluate(demo_set, pred_dir)
+    threshold = inspector.threshold
+    result.update(
+        method=method,
+        set=demo_set.name,
+        shots=len(normal),
+        n_validation=len(demo_set.validation),
+        options=options,
+        threshold=None if threshold is None else threshold.to_dict(),
+        calibration=inspector.calibration.to_dict(),
+        fit_seconds=round(fit_seconds, 2),
+        ms_per_image=round(1000 * run.seconds / max(1, run.predicted), 1),
+        bundle=None if bundle is None else str(bundle.relative_to(out)),
+        predictions=str(pred_dir.relative_to(out)),
+        grid=str((pred_dir / "grid.png").relative_to(out)),
+        errors=run.errors,
+        notes=notes,
+    )
+    image = result["image"]
+    log(
+        f"  {method:14s} {demo_set.name:24s} image AUROC {_fmt(image['auroc'])}  "
+        f"fit {fit_seconds:.1f} s  {result['ms_per_image']:.0f} ms/image"
+    )
+    return result
+
+
+def run_demo(
+    out_dir: str | Path = "anomalign-demo",
+    backbone: str | Backbone = DEFAULT_BACKBONE,
+    quick: bool = False,
+    methods: Sequence[str] = DEMO_METHODS,
+    elpv: bool = True,
+    seed: int = 0,
+    device: str = "cpu",
+    log: Log = print,
+) -> dict[str, Any]:
+    """Run the demo into ``out_dir`` and return the report (also written as JSON and
+    Markdown). ``elpv=False`` leaves the ELPV cells out even when the extra is installed."""
+    from anomalign.methods import list_methods
+
+    started = time.perf_counter()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / UNTRAINED_FILE).unlink(missing_ok=True)
+    choice = choose_backbone(backbone, device, log)
+    if choice.untrained:
+        (out / UNTRAINED_FILE).write_text(
+            f"{UNTRAINED_MARK}.\nEvery bundle, map, overlay, summary and metric in this folder "
+            f"was produced with '{choice.used}' (random weights).\n"
+            + "\n".join(choice.notes)
+            + "\n",
+            encoding="utf-8",
+        )
+    notes: list[str] = []
+    log(f"Backbone: {choice.used}{' (UNTRAINED)' if choice.untrained else ''}")
+    sets = synthetic_sets(out / "data" / "synthetic", quick, seed)
+    if elpv and importlib.util.find_spec("elpv_dataset") is not None:
+        sets.append(elpv_set(quick, seed))
+    elif elpv:
+        notes.append("ELPV solar cells left out: `pip install anomalign[elpv]` adds them.")
+    available = list_methods()
+    results = []
+    for method in methods:
+        if method.lower() not in available:
+            note = f"{method} skipped: not available in this installation."
+            log(note)
+            notes.append(note)
+            continue
+        for demo_set in sets:
+            try:
+                results.append(_run_one(method, demo_set, choice, out, quick, device, log))
+            except AnomalignError as error:
+                note = f"{method} on {demo_set.name} failed: {error}"
+                log(note)
+                notes.append(note)
+    report = {
+        "anomalign_version": __version__,
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "python": platform.python_version(),
+        "backbone_requested": choice.requested,
+        "backbone": choice.used,
+        "untrained_backbone": choice.untrained,
+        "device": device,
+        "quick": quick,
+        "seed": seed,
+        "fpr_target": DEMO_FPR,
+        "sets": [
+            {
+                "name": s.name,
+                "references": len(s.references),
+                "validation": len(s.validation),
+                "test": len(s.test),
+                "anomalous": sum(x.label for x in s.test),
+                "masks": s.masks_dir is not None,
+            }
+            for s in sets
+        ],
+        "results": results,
+        "notes": choice.notes + notes,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    (out / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n", "utf-8")
+    (out / "report.md").write_text(render_markdown(report), encoding="utf-8")
+    log(f"Report: {out / 'report.md'} ({report['seconds']:.0f} s)")
+    return report
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    """The demo report as Markdown."""
+    lines = ["# anomalign demo", ""]
+    if report["untrained_backbone"]:
+        lines += [
+            f"> **{UNTRAINED_MARK}.** Every number and heatmap below comes from "
+            f"`{report['backbone']}`; they show that the pipeline runs, not how well the "
+            "methods detect defects. Provide pretrained weights (see Notes) and run again.",
+            "",
+        ]
+    lines += [
+        f"anomalign {report['anomalign_version']}, backbone `{report['backbone']}` "
+        f"(asked for `{report['backbone_requested']}`), device {report['device']}, "
+        f"{'quick, ' if report['quick'] else ''}seed {report['seed']}, "
+        f"{report['seconds']:.0f} s.",
+        "",
+        "| data | references | validation (normal) | test | anomalous | masks |",
+        "|---|---|---|---|---|---|",
+    ]
+    for s in report["sets"]:
+        lines.append(
+            f"| {s['name']} | {s['references']} | {s['validation']} | {s['test']} | "
+            f"{s['anomalous']} | {'yes' if s['masks'] else 'no'} |"
+        )
+    lines += [
+        "",
+        "## Results",
+        "",
+        f"Thresholds: false-positive rate {report['fpr_target']} on the normal validation "
+        "images (decision: anomalous when score >= threshold).",
+        "",
+        "| method | data | shots | image AUROC | image AP | image F1-max | pixel AUROC | "
+        "AUPRO@0.3 | threshold | test FPR | test TPR | fit s | ms/image |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in report["results"]:
+        image, pixel = r["image"], r["pixel"] or {}
+        threshold = r["threshold"]["value"] if r["threshold"] else None
+        lines.append(
+            f"| {r['method']} | {r['set']} | {r['shots']} | {_fmt(image['auroc'])} | "
+            f"{_fmt(image['ap'])} | {_fmt(image['f1_max'])} | {_fmt(pixel.get('auroc'))} | "
+            f"{_fmt(pixel.get('aupro'))} | {_fmt(threshold, 4)} | {_fmt(r.get('test_fpr'), 2)} "
+            f"| {_fmt(r.get('test_tpr'), 2)} | {r['fit_seconds']} | {r['ms_per_image']} |"
+        )
+    lines += ["", "## Heatmaps", ""]
+    lines.append(
+        "Overlays use each detector's calibrated range (from its normal validation images), "
+        "never per-image min-max; green contours are the ground truth."
+    )
+    for r in report["results"]:
+        lines += ["", f"### {r['method']}, {r['set']}", "", f"![{r['method']} {r['set']}]"
+                  f"({r['grid']})", ""]  # fmt: skip
+        lines.append(
+            f"Bundle: `{r['bundle']}`; per-image maps, overlays and summary.csv in "
+            f"`{r['predictions']}/`."
+        )
+        for note in r["notes"]:
+            lines.append(f"- {note}")
+    if report["notes"]:
+        lines += ["", "## Notes", ""]
+        for note in report["notes"]:
+            lines += ["```", note, "```"] if "\n" in note else [f"- {note}"]
+    lines += [
+        "",
+        "## The same on your own parts",
+        "",
+        "```bash",
+        "anomalign fit --method finegrainedad --normal good/ --category my_part \\",
+        "    --val-normal more_good/ --fpr 0.01 --out my_part.anomalign",
+        "anomalign predict my_part.anomalign incoming/ --out inspected/",
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
