@@ -108,6 +108,11 @@ def read_rows(out_dir: str | Path) -> list[dict[str, Any]]:
 
 
 def _append_rows(rows: list[dict[str, Any]], path: Path) -> None:
+    with path.open("a+b") as stream:  # a crash may have left half a line: end it first
+        if stream.tell() > 0:
+            stream.seek(-1, os.SEEK_END)
+            if stream.read(1) != b"\n":
+                stream.write(b"\n")
     with path.open("a", encoding="utf-8") as stream:
         for row in rows:
             stream.write(json.dumps(row) + "\n")
