@@ -1,0 +1,71 @@
+"""`anomalign demo` on the tiny backbone, and its fallback when weights are missing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from anomalign.backbones import Backbone
+from anomalign.cli import main
+from anomalign.errors import WeightsUnavailableError
+from anomalign.inspection import demo, load_detector
+from anomalign.methods import list_methods
+
+
+@pytest.mark.filterwarnings("ignore::anomalign.backbones.UntrainedBackboneWarning")
+def test_demo_runs_with_the_tiny_backbone(
+    tmp_path: Path, tiny_backbone: Backbone, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "demo"
+    assert main(["demo", "--backbone", "anomalign-tiny:random", "--quick", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    report = json.loads((out / "report.json").read_text())
+    assert report["untrained_backbone"] and report["backbone"] == "anomalign-tiny:random"
+    assert (out / demo.UNTRAINED_FILE).is_file()
+    markdown = (out / "report.md").read_text()
+    assert "UNTRAINED BACKBONE" in markdown and "| method | data |" in markdown
+    expected_methods = [m for m in demo.DEMO_METHODS if m in list_methods()]
+    assert sorted({r["method"] for r in report["results"]}) == sorted(expected_methods)
+    sets = {s["name"] for s in report["sets"]}
+    assert {"synthetic-synth_texture", "synthetic-synth_object"} <= sets
+    for result in report["results"]:
+        assert 0.0 <= result["image"]["auroc"] <= 1.0 and not result["errors"]
+        if result["set"].startswith("synthetic"):
+            assert 0.0 <= result["pixel"]["aupro"] <= 1.0
+        assert (out / result["grid"]).is_file() and result["grid"] in markdown
+        if result["bundle"]:
+            loaded = load_detector(out / result["bundle"], backbone=tiny_backbone)
+            assert loaded.untrained_backbone and loaded.threshold is not None
+    assert "skipped" in printed or len(expected_methods) == len(demo.DEMO_METHODS)
+
+
+def test_demo_falls_back_when_weights_are_missing(
+    tmp_path: Path, tiny_backbone: Backbone, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def offline_loader(spec: str, device: str = "cpu") -> Backbone:
+        if spec == demo.TINY_FALLBACK:
+            return tiny_backbone
+        raise WeightsUnavailableError(f"Weights for backbone '{spec}' are not cached (offline).")
+
+    monkeypatch.setattr(demo, "load_backbone", offline_loader)
+    lines: list[str] = []
+    report = demo.run_demo(
+        tmp_path / "demo",
+        backbone="ViT-B-16-plus-240:laion400m_e32",
+        quick=True,
+        methods=("anoclip",),
+        elpv=False,
+        log=lines.append,
+    )
+    said = "\n".join(lines)
+    assert "cannot be loaded on this machine" in said
+    assert "To use pretrained weights offline" in said  # how_to_provide
+    assert "Carrying on with 'anomalign-tiny:random'" in said
+    assert report["backbone"] == "anomalign-tiny:random" and report["untrained_backbone"]
+    assert report["backbone_requested"] == "ViT-B-16-plus-240:laion400m_e32"
+    assert "UNTRAINED BACKBONE" in (tmp_path / "demo" / demo.UNTRAINED_FILE).read_text()
+    assert len(report["results"]) == 2
+    summary = tmp_path / "demo" / report["results"][0]["predictions"] / "summary.csv"
+    assert ",True," in summary.read_text()  # every row flags the untrained backbone
