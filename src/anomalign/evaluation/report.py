@@ -184,12 +184,22 @@ def timing_summary(units: list[dict[str, Any]]) -> dict[str, Any]:
         values = [u[phase]["peak_bytes"] for u in units if u[phase]["peak_bytes"] is not None]
         return max(values) if values else None
 
+    def increase(phase: str) -> int | None:
+        values = [
+            u[phase]["peak_bytes"] - u[phase]["start_bytes"]
+            for u in units
+            if u[phase]["peak_bytes"] is not None and u[phase].get("start_bytes") is not None
+        ]
+        return max(values) if values else None
+
     return {
         "fit_seconds_per_category": fit_s / len(units),
         "fit_ms_per_reference_image": 1000 * fit_s / fit_images if fit_images else None,
         "inference_ms_per_image": 1000 * inf_s / inf_images if inf_images else None,
         "fit_peak_bytes": peak("fit"),
         "inference_peak_bytes": peak("inference"),
+        "fit_increase_bytes": increase("fit"),
+        "inference_increase_bytes": increase("inference"),
         "memory_kind": units[0]["inference"]["memory_kind"],
         "batch_size": units[0]["inference"]["batch_size"],
         "devices": sorted({f"{u['device']} ({u['device_name']})" for u in units}),
@@ -269,8 +279,12 @@ def fmt_stat(stat: Stat) -> str:
     return pct(stat.mean) if stat.std is None else f"{pct(stat.mean)} ± {100 * stat.std:.1f}"
 
 
-def fmt_bytes(value: int | None) -> str:
-    return "–" if value is None else f"{value / 2**20:.0f} MiB"
+def fmt_bytes(value: int | None, increase: int | None = None) -> str:
+    """Bytes in MiB, with the increase during the phase when known."""
+    if value is None:
+        return "–"
+    text = f"{value / 2**20:.0f} MiB"
+    return text if increase is None else f"{text} (+{increase / 2**20:.0f})"
 
 
 def fmt_ms(value: float | None) -> str:
@@ -465,8 +479,8 @@ def _timing_section(anchors: Any, runs: list[RunSummary]) -> list[str]:
                 f"{t['fit_seconds_per_category']:.2f}",
                 fmt_ms(t["fit_ms_per_reference_image"]),
                 fmt_ms(t["inference_ms_per_image"]),
-                fmt_bytes(t["fit_peak_bytes"]),
-                fmt_bytes(t["inference_peak_bytes"]),
+                fmt_bytes(t["fit_peak_bytes"], t["fit_increase_bytes"]),
+                fmt_bytes(t["inference_peak_bytes"], t["inference_increase_bytes"]),
                 ", ".join(t["devices"]),
                 ", ".join(t["precision"]),
                 str(t["batch_size"]),
@@ -489,7 +503,8 @@ def _timing_section(anchors: Any, runs: list[RunSummary]) -> list[str]:
         "Inference time covers `predict` (image decoding, preprocessing, model, map "
         "resizing), after one warm-up pass of the backbone, not mask loading or metrics; "
         "fit covers `fit` (reference images, or only the text features of a zero-shot "
-        f"method). Peak memory: {', '.join(sorted(kinds))}.",
+        f"method). Peak memory: {', '.join(sorted(kinds))}; in brackets the largest increase "
+        "during the phase over what was in use when it started (MiB).",
         "",
     ]
     published = [(r.method, s) for r in runs for s in anchors.speed_for(r.method)]

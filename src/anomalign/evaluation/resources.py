@@ -24,16 +24,19 @@ _CLEAR_REFS = Path("/proc/self/clear_refs")
 
 @dataclass
 class PhaseUsage:
-    """What one phase cost: seconds and peak bytes, with how the peak was measured."""
+    """What one phase cost: seconds, peak bytes and the bytes in use when it started
+    (so the phase's own increase is ``peak_bytes - start_bytes``), and how they were measured."""
 
     seconds: float = 0.0
     peak_bytes: int | None = None
+    start_bytes: int | None = None
     memory_kind: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "seconds": self.seconds,
             "peak_bytes": self.peak_bytes,
+            "start_bytes": self.start_bytes,
             "memory_kind": self.memory_kind,
         }
 
@@ -101,8 +104,10 @@ class ResourceMeter:
 
             torch.cuda.reset_peak_memory_stats(self.device)
             usage.memory_kind = "cuda max_memory_allocated"
+            usage.start_bytes = int(torch.cuda.memory_allocated(self.device))
         elif _reset_vm_hwm():
             usage.memory_kind = "process peak RSS (VmHWM, reset per phase)"
+            usage.start_bytes = _vm_hwm_bytes()
         else:
             usage.memory_kind = "process peak RSS since start (ru_maxrss)"
         start = time.perf_counter()

@@ -487,21 +487,19 @@ def run_benchmark(
         raise ConfigError(
             f"--method {', '.join(unknown)}: not registered; known methods: {', '.join(known)}."
         )
+    if backbone is not None and parse_backbone_spec(config.backbone) != backbone.spec:
+        raise ConfigError(
+            f"--backbone '{config.backbone}' differs from the given backbone '{backbone.spec}'."
+        )
+    device = str(backbone.device) if backbone is not None else resolve_device(config.device)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     dataset = prepare_dataset(config, out)
     categories = config.categories or tuple(dataset.categories)
     for category in categories:
         dataset.by_category(category)  # raises DataError naming the known categories
-
     if backbone is None:
-        device = resolve_device(config.device)
         backbone = load_backbone(config.backbone, device=device, precision=config.precision)
-    elif parse_backbone_spec(config.backbone) != backbone.spec:
-        raise ConfigError(
-            f"--backbone '{config.backbone}' differs from the given backbone '{backbone.spec}'."
-        )
-    device = str(backbone.device)
 
     options = {m: config.options_for(m, dataset.layout) for m in config.methods}
     probes = {m: create_method(m, backbone=backbone, **options[m]) for m in config.methods}
