@@ -51,7 +51,7 @@ class MeanDifference:
     ) -> Prediction:
         assert self.reference is not None
         maps = np.stack([np.abs(self._grey(i) - self.reference) for i in images])
-        if output_size is not None:
+        if output_size is not None and not self.options.get("ignore_output_size"):
             maps = resize_map(maps, output_size)
         return Prediction(maps.reshape(len(maps), -1).max(axis=1), maps, self.describe())
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
+import numpy as np
 import pytest
 from bench_helpers import FEWSHOT, SMALL
 
@@ -103,3 +104,24 @@ def test_zero_shot_row_has_no_std(fewshot_run) -> None:
 
     assert fmt_stat(Stat(stat["mean"], None, 1)) == pct(stat["mean"])
     assert Path(out / "report.md").read_text().count("## Comparison") == 1
+
+
+def test_maps_of_another_size_are_brought_to_the_evaluation_size(
+    tiny_backbone: Backbone, tmp_path: Path
+) -> None:
+    config = BenchmarkConfig(
+        dataset="synthetic",
+        methods=(FEWSHOT,),
+        shots=(1,),
+        backbone="anomalign-tiny:random",
+        eval_size=48,
+        save_maps=True,
+        method_options={FEWSHOT: {"ignore_output_size": True}},
+        synthetic=SMALL,
+        categories=("synth_object",),
+    )
+    (unit,) = run_benchmark(config, tmp_path, backbone=tiny_backbone, progress=False).units
+    assert unit["eval"]["map_sizes"] == [[48, 48]]
+    with np.load(tmp_path / unit["files"]["maps"]) as maps:
+        assert maps["00000"].shape == (48, 48)
+    assert unit["metrics"]["pixel"]["n_pos"] + unit["metrics"]["pixel"]["n_neg"] == 6 * 48 * 48

@@ -287,6 +287,14 @@ def fmt_bytes(value: int | None, increase: int | None = None) -> str:
     return text if increase is None else f"{text} (+{increase / 2**20:.0f})"
 
 
+def fmt_published(value: float | None) -> str:
+    """A published number with one decimal, or two where the source gives two."""
+    if value is None:
+        return "–"
+    text = f"{value:.2f}"
+    return text[:-1] if text.endswith("0") else text
+
+
 def fmt_ms(value: float | None) -> str:
     return "–" if value is None else f"{value:.1f}"
 
@@ -310,8 +318,7 @@ def _seeds_text(run: RunSummary) -> str:
 def _anchor_row(anchor: Anchor, label: str) -> list[str]:
     cells = [label]
     for metric, _ in TABLE_METRICS:
-        value = anchor.metrics.get(metric)
-        cells.append("–" if value is None else f"{value:g}")
+        cells.append(fmt_published(anchor.metrics.get(metric)))
     mark = " (secondary)" if anchor.secondary else ""
     extra = f"; {anchor.note}" if anchor.note else ""
     cells.append(f"{anchor.source}{mark}{extra}")
@@ -511,7 +518,7 @@ def _timing_section(anchors: Any, runs: list[RunSummary]) -> list[str]:
     published = list(dict.fromkeys(published))
     if published:
         rows = [
-            [m, s.method, f"{s.ms_per_image:g}", s.setting, s.hardware, s.source]
+            [m, s.method, fmt_published(s.ms_per_image), s.setting, s.hardware, s.source]
             for m, s in published
         ]
         lines += ["Published inference times:", ""]

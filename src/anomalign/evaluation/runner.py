@@ -27,7 +27,7 @@ from anomalign import __version__
 from anomalign.data.dataset import Dataset, load_dataset
 from anomalign.data.fewshot import shot_record
 from anomalign.data.sample import Sample
-from anomalign.data.transforms import resize_mask, short_side_size
+from anomalign.data.transforms import resize_map, resize_mask, short_side_size
 from anomalign.errors import ConfigError, DataError
 from anomalign.evaluation import io
 from anomalign.evaluation.config import (
@@ -336,14 +336,16 @@ def _run_unit(unit: PlannedUnit, index: int, ctx: _Context) -> dict[str, Any]:
                 )
             scores[chunk] = prediction.scores
             untrained |= prediction.untrained_backbone
-            low = min(low, float(prediction.maps.min()))
-            high = max(high, float(prediction.maps.max()))
+            maps = prediction.maps
+            if maps.shape[1:] != sizes[chunk[0]]:  # a method that ignores output_size
+                maps = resize_map(maps, sizes[chunk[0]])
+            low, high = min(low, float(maps.min())), max(high, float(maps.max()))
             if accumulator is not None:
                 masks = np.stack([resize_mask(samples[i].load_mask(), sizes[i]) for i in chunk])
-                accumulator.update(prediction.maps, masks)
+                accumulator.update(maps, masks)
             for j, i in enumerate(chunk):
                 if config.save_maps or i in examples:
-                    kept[i] = prediction.maps[j]
+                    kept[i] = maps[j]
             ctx.progress.advance(len(chunk))
 
     labels = np.array([s.label for s in samples])
