@@ -319,7 +319,7 @@ def _anchor_row(anchor: Anchor, label: str) -> list[str]:
     cells = [label]
     for metric, _ in TABLE_METRICS:
         cells.append(fmt_published(anchor.metrics.get(metric)))
-    mark = " (secondary)" if anchor.secondary else ""
+    mark = " (secondary)" if anchor.secondary and "secondary" not in anchor.source else ""
     extra = f"; {anchor.note}" if anchor.note else ""
     cells.append(f"{anchor.source}{mark}{extra}")
     return cells
@@ -386,7 +386,13 @@ def render_markdown(
     ]
     lines += [*_table(header, rows), ""]
 
-    lines += _published_section(anchors, dataset["name"], runs)
+    lines += _published_section(
+        anchors,
+        dataset["name"],
+        runs,
+        dataset["categories"],
+        run["metric_variants"].get("pixel_aupro", "?"),
+    )
 
     for r in runs:
         title = f"## {r.method}, {r.shots}-shot: per category (%)"
@@ -437,37 +443,65 @@ def _eval_text(info: dict[str, Any]) -> str:
     return f"with the short side at {size} (aspect kept)"
 
 
-def _published_section(anchors: Any, dataset: str, runs: list[RunSummary]) -> list[str]:
+def _coverage_caveat(dataset: str, categories: Sequence[str]) -> str | None:
+    """A warning when the run covers fewer categories than the published means."""
+    from anomalign.data import categories as known
+
+    official = {
+        "mvtec": known.MVTEC_CATEGORIES,
+        "visa": known.VISA_CATEGORIES,
+        "mpdd": known.MPDD_CATEGORIES,
+        "btad": known.BTAD_CATEGORIES,
+    }.get(dataset)
+    if official is None or set(official) <= set(categories):
+        return None
+    covered = len(set(official) & set(categories))
+    return (
+        f"> Published numbers are means over all {len(official)} {dataset} categories; this "
+        f"run covers {covered} of them, so its means are not directly comparable."
+    )
+
+
+def _published_section(
+    anchors: Any, dataset: str, runs: list[RunSummary], categories: Sequence[str], aupro: str
+) -> list[str]:
+    """Each method's published rows above 'this run', then other methods for context."""
+    body: list[str] = []
     header = ["Row", *(t for _, t in TABLE_METRICS), "Source"]
-    lines = ["## Published numbers beside ours (%)", ""]
-    any_rows = False
     for r in runs:
         published = anchors.for_run(dataset, r.shots, r.method)
         if not published:
             continue
-        any_rows = True
-        lines += [f"### {r.method}, {r.shots}-shot", ""]
+        body += [f"### {r.method}, {r.shots}-shot", ""]
         rows = [_anchor_row(a, f"{a.kind}: {a.method}") for a in published]
         rows.append(["**this run**", *(f"**{fmt_stat(r.mean[m])}**" for m, _ in TABLE_METRICS), ""])
-        lines += [*_table(header, rows, right=(1, len(header) - 1)), ""]
-    if not any_rows:
-        lines += [
-            f"No published numbers for these methods on '{dataset}' at these shot counts.",
-            "",
-        ]
-    shots = list(dict.fromkeys(r.shots for r in runs))
+        body += [*_table(header, rows, right=(1, len(header) - 1)), ""]
     ours = tuple(r.method for r in runs)
-    for k in shots:
+    for k in dict.fromkeys(r.shots for r in runs):
         context = anchors.context(dataset, k, exclude=ours)
         if not context:
             continue
-        lines += [f"### Other published methods, {k}-shot on {dataset} (context)", ""]
+        body += [f"### Other published methods, {k}-shot on {dataset} (context)", ""]
         rows = [
             _anchor_row(a, a.method + (f" [{a.protocol}]" if a.protocol else "")) for a in context
         ]
         header = ["Method", *(t for _, t in TABLE_METRICS), "Source"]
-        lines += [*_table(header, rows, right=(1, len(header) - 1)), ""]
-    return lines
+        body += [*_table(header, rows, right=(1, len(header) - 1)), ""]
+    lines = ["## Published numbers beside ours (%)", ""]
+    if not body:
+        return [*lines, f"No published numbers for '{dataset}' at these shot counts.", ""]
+    caveat = _coverage_caveat(dataset, categories)
+    if caveat:
+        lines += [caveat, ""]
+    lines += [
+        f"This run's AUPRO is {aupro}; most published PRO values use the papers' "
+        "200-threshold AUPRO (`--aupro compat`). 'secondary' marks numbers from third-party "
+        "compilations not checked against the original paper.",
+        "",
+    ]
+    if not any(line.startswith("### ") and "(context)" not in line for line in body):
+        lines += ["No published numbers for these methods themselves at these shot counts.", ""]
+    return lines + body
 
 
 def _timing_section(anchors: Any, runs: list[RunSummary]) -> list[str]:
