@@ -17,7 +17,7 @@ from anomalign import __version__
 from anomalign.errors import AnomalignError
 
 #: Sub-command modules, in the order ``--help`` lists them.
-COMMAND_MODULES: tuple[str, ...] = ("info", "data", "captions")
+COMMAND_MODULES: tuple[str, ...] = ("info", "data", "captions", "benchmark")
 
 
 class CommandError(AnomalignError):
