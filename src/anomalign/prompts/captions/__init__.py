@@ -1,0 +1,59 @@
+"""MFSC: FineGrainedAD's multi-level fine-grained semantic captions.
+
+A caption describes one category at three levels (image, foreground components,
+component attributes) plus a summary sentence and the category's defect phrases. The
+package ships captions for the 15 MVTec AD and 12 VisA categories; users can pass their
+own file (see ``anomalign captions build``).
+"""
+
+from anomalign.prompts.captions.schema import (
+    MAX_ENTITIES,
+    MIN_ENTITIES,
+    CaptionError,
+    CategoryCaption,
+    Level1,
+    Level2,
+    Level3,
+    consistency_warnings,
+    normalize_category,
+    parse_caption,
+)
+from anomalign.prompts.captions.store import (
+    SHIPPED_DATASETS,
+    caption_hash,
+    list_shipped,
+    load_caption_file,
+    load_shipped,
+    resolve_caption,
+    shipped_dataset,
+)
+from anomalign.prompts.captions.vocab import (
+    Vocabularies,
+    attribute_negatives,
+    derive_vocabularies,
+    shipped_vocabularies,
+)
+
+__all__ = [
+    "MAX_ENTITIES",
+    "MIN_ENTITIES",
+    "SHIPPED_DATASETS",
+    "CaptionError",
+    "CategoryCaption",
+    "Level1",
+    "Level2",
+    "Level3",
+    "Vocabularies",
+    "attribute_negatives",
+    "caption_hash",
+    "consistency_warnings",
+    "derive_vocabularies",
+    "list_shipped",
+    "load_caption_file",
+    "load_shipped",
+    "normalize_category",
+    "parse_caption",
+    "resolve_caption",
+    "shipped_dataset",
+    "shipped_vocabularies",
+]
