@@ -203,7 +203,7 @@ class FineGrainedAD:
         )
         if from_tokens:
             return PatchMemory.from_tokens(tensors, **kwargs)
-        return PatchMemory(tensors, **kwargs)
+        return PatchMemory(tensors, normalized=True, **kwargs)
 
     # -- inference -------------------------------------------------------------------
 

@@ -27,8 +27,8 @@ class NearestIndex(Protocol):
 class ExactIndex:
     """Exact cosine nearest neighbour, chunked over queries and bank rows."""
 
-    def __init__(self, bank: torch.Tensor, chunk: int = 4096) -> None:
-        self.bank = F.normalize(bank.float(), dim=-1)
+    def __init__(self, bank: torch.Tensor, chunk: int = 4096, normalized: bool = False) -> None:
+        self.bank = bank.float() if normalized else F.normalize(bank.float(), dim=-1)
         self.chunk = int(chunk)
 
     def max_cosine(self, queries: torch.Tensor) -> torch.Tensor:
@@ -59,8 +59,9 @@ class IVFIndex:
         iterations: int = 10,
         seed: int = 0,
         chunk: int = 4096,
+        normalized: bool = False,
     ) -> None:
-        self.bank = F.normalize(bank.float(), dim=-1)
+        self.bank = bank.float() if normalized else F.normalize(bank.float(), dim=-1)
         n_lists = max(1, min(int(n_lists), self.bank.shape[0]))
         self.n_probe = max(1, min(int(n_probe), n_lists))
         self.chunk = int(chunk)
@@ -108,16 +109,20 @@ class PatchMemory:
         ivf_lists: int = 64,
         ivf_probe: int = 8,
         seed: int = 0,
+        normalized: bool = False,
     ) -> None:
+        """``banks``: ``{block: (M, W)}`` rows; ``normalized`` skips re-normalising (on load)."""
         if not banks:
             raise ValueError("PatchMemory needs at least one block")
         self.index_kind = index
         self.indexes: dict[int, NearestIndex] = {}
         for block, bank in sorted(banks.items()):
             if index == "ivf":
-                self.indexes[block] = IVFIndex(bank, ivf_lists, ivf_probe, seed=seed, chunk=chunk)
+                self.indexes[block] = IVFIndex(
+                    bank, ivf_lists, ivf_probe, seed=seed, chunk=chunk, normalized=normalized
+                )
             else:
-                self.indexes[block] = ExactIndex(bank, chunk)
+                self.indexes[block] = ExactIndex(bank, chunk, normalized)
 
     @classmethod
     def from_tokens(cls, intermediates: dict[int, torch.Tensor], **kwargs) -> PatchMemory:
