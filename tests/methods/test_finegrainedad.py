@@ -369,3 +369,19 @@ def test_load_refuses_a_different_backbone(fitted: FineGrainedAD, tiny_backbone,
 def test_predict_before_fit_is_an_error(tiny_backbone: Backbone) -> None:
     with pytest.raises(ConfigError, match="not fitted"):
         FineGrainedAD(tiny_backbone, memory_blocks=(1, 2)).predict([_texture(0)])
+
+
+def test_progress_bar_shows_the_loss_only_when_asked(tiny_backbone: Backbone, capsys) -> None:
+    from anomalign.methods.finegrainedad.train import train_learner
+
+    texts = build_prompt_texts(load_shipped("bottle"), shipped_vocabularies())
+    config = FineGrainedADConfig.from_preset("default", **FAST)
+    anchor = F.normalize(torch.randn(2, tiny_backbone.embed_dim), dim=-1)
+    scale = torch.tensor(2.0)
+    for progress in (None, True):
+        learner = MultiLevelPromptLearner(tiny_backbone.text, texts)
+        losses = train_learner(learner, tiny_backbone.text, anchor, scale, config, 2,
+                               reg_loss=False, progress=progress)  # fmt: skip
+        assert len(losses) == 2
+        err = capsys.readouterr().err
+        assert ("loss=" in err) is bool(progress)  # quiet when stderr is not a terminal

@@ -142,6 +142,7 @@ class FineGrainedAD:
         texts = build_prompt_texts(caption, vocab, config.seed, config.generic_states)
         text = self.backbone.text
         shots = encode_shots(self.backbone, self.encoder, images, config.memory_blocks)
+        timings = {"encode": time.perf_counter() - start}
         scale = torch.tensor(self.logit_scale, device=self.backbone.device)
         learner_args = dict(
             n_ctx=config.n_ctx, n_ctx_ab=config.n_ctx_ab, n_pro_ab=config.n_pro_ab, seed=config.seed
@@ -151,16 +152,20 @@ class FineGrainedAD:
         seg.to(self.backbone.device)
         cls.to(self.backbone.device)
         weights = None
+        mark = time.perf_counter()
         if config.region_aggregation:
             weights, _ = compute_region_weights(self.backbone, self.encoder, images, seg, config)
+        timings["regions"], mark = time.perf_counter() - mark, time.perf_counter()
         seg_losses = train_learner(
             seg, text, shots.local, scale, config, config.seg_epochs, weights,
             desc="FineGrainedAD seg", progress=progress,
         )  # fmt: skip
+        timings["seg_train"], mark = time.perf_counter() - mark, time.perf_counter()
         cls_losses = train_learner(
             cls, text, shots.glob, scale, config, config.cls_epochs, None, reg_loss=False,
             desc="FineGrainedAD cls", progress=progress,
         )  # fmt: skip
+        timings["cls_train"] = time.perf_counter() - mark
         with torch.no_grad():
             seg_levels, cls_levels = seg.encode(text), cls.encode(text)
             seg_pairs = torch.stack([seg_levels[n].pair() for n in seg.level_names])
@@ -183,6 +188,7 @@ class FineGrainedAD:
         self.fit_info = {
             "shots": len(images),
             "fit_seconds": time.perf_counter() - start,
+            "timings": timings,
             "seg_losses": seg_losses,
             "cls_losses": cls_losses,
             "seg_epochs": config.seg_epochs,
