@@ -385,3 +385,19 @@ def test_progress_bar_shows_the_loss_only_when_asked(tiny_backbone: Backbone, ca
         assert len(losses) == 2
         err = capsys.readouterr().err
         assert ("loss=" in err) is bool(progress)  # quiet when stderr is not a terminal
+
+
+def test_qformer_keys_are_seeded_and_row_wise() -> None:
+    from anomalign.methods.finegrainedad import QueryMatcher
+
+    pairs = F.normalize(torch.randn(5, 2, 16, generator=torch.Generator().manual_seed(4)), dim=-1)
+    torch.manual_seed(0)
+    first = QueryMatcher(16, seed=111)(pairs)
+    torch.manual_seed(1)
+    torch.testing.assert_close(QueryMatcher(16, seed=111)(pairs), first)
+    assert not torch.allclose(QueryMatcher(16, seed=112)(pairs), first)
+    changed = pairs.clone()
+    changed[0, 1] = -changed[0, 1]  # a single key per query: rows do not mix
+    keys = QueryMatcher(16, seed=111)(changed)
+    assert not torch.allclose(keys[0], first[0])
+    torch.testing.assert_close(keys[1:], first[1:])

@@ -21,32 +21,45 @@ from torch import nn
 from anomalign.methods.finegrainedad.memory import PatchMemory
 
 
-class QueryMatcher(nn.Module):
-    """The code's "Q-Former": ``u = Linear_{2D→D}([CA1(t^n); CA2(t^a)])``.
+class _SingleKeyCrossAttention(nn.Module):
+    """The code's ``QCrossAttention`` when each query sees one key: ``proj(W_v y + b_v)``."""
 
-    Each cross-attention sees a single key per query, so the softmax is 1 and it reduces
-    to ``out_proj(v_proj(t))``. It gets no gradient in the code (no loss uses it) and is
-    kept at a seeded random initialisation; the seed makes it reproducible here, but its
-    values cannot equal the official run's, whose init depends on the global RNG state.
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.q_proj = nn.Linear(dim, dim)  # kept for the code's layout; softmax over one key is 1
+        self.kv_proj = nn.Linear(dim, 2 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        value = self.kv_proj(y)[..., y.shape[-1] :]
+        return self.proj(value)
+
+
+class QueryMatcher(nn.Module):
+    """The code's "Q-Former": ``u = fuse([CA1(t^n); CA2(t^a)])`` with ``fuse`` 2D -> D.
+
+    Its learnable queries attend to a single key each, so the attention weights are 1 and
+    each branch reduces to a linear map of its input. It gets no gradient in the code (no
+    loss uses it) and stays at its random initialisation; here that initialisation is
+    seeded (default PyTorch ``nn.Linear`` init, as in the code), so it is reproducible, but
+    its values cannot equal the official run's, which depend on the global RNG state.
     """
 
     def __init__(self, dim: int, seed: int = 111) -> None:
         super().__init__()
-        heads = 8 if dim % 8 == 0 else 1
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            self.attn_normal = nn.MultiheadAttention(dim, heads, batch_first=True)
-            self.attn_abnormal = nn.MultiheadAttention(dim, heads, batch_first=True)
-            self.proj = nn.Linear(2 * dim, dim)
+            self.cross_attn1 = _SingleKeyCrossAttention(dim)
+            self.cross_attn2 = _SingleKeyCrossAttention(dim)
+            self.fuse_layer = nn.Linear(2 * dim, dim)
         self.requires_grad_(False)
 
     @torch.no_grad()
     def forward(self, pairs: torch.Tensor) -> torch.Tensor:
         """``(P, 2, D)`` gallery pairs -> ``(P, D)`` matching keys."""
-        normal, abnormal = pairs[:, 0:1], pairs[:, 1:2]
-        a = self.attn_normal(normal, normal, normal, need_weights=False)[0][:, 0]
-        b = self.attn_abnormal(abnormal, abnormal, abnormal, need_weights=False)[0][:, 0]
-        return self.proj(torch.cat([a, b], dim=-1))
+        a = self.cross_attn1(pairs[:, 0])
+        b = self.cross_attn2(pairs[:, 1])
+        return self.fuse_layer(torch.cat([a, b], dim=-1))
 
 
 def matching_keys(pairs: torch.Tensor, mode: str, seed: int = 111) -> torch.Tensor:
