@@ -348,9 +348,9 @@ def test_registry_builds_the_detector(tiny_backbone: Backbone) -> None:
 def test_save_load_gives_identical_predictions(fitted: FineGrainedAD, tiny_backbone, tmp_path):
     images = [_defective(seed)[0] for seed in range(2)]
     before = fitted.predict(images)
-    folder = fitted.save(tmp_path / "fgad")
-    assert sorted(p.name for p in folder.iterdir()) == ["fitted.json", "state.safetensors"]
-    loaded = FineGrainedAD.load(folder, backbone=tiny_backbone)
+    path = fitted.save(tmp_path / "fgad.anomalign")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fgad.anomalign"]
+    loaded = FineGrainedAD.load(path, backbone=tiny_backbone)
     after = loaded.predict(images)
     np.testing.assert_array_equal(after.maps, before.maps)
     np.testing.assert_array_equal(after.scores, before.scores)
@@ -360,10 +360,12 @@ def test_save_load_gives_identical_predictions(fitted: FineGrainedAD, tiny_backb
 
 
 def test_load_refuses_a_different_backbone(fitted: FineGrainedAD, tiny_backbone, tmp_path):
-    folder = fitted.save(tmp_path / "fgad")
+    path = fitted.save(tmp_path / "fgad.anomalign")
     other = dataclasses.replace(tiny_backbone, spec=parse_backbone_spec("ViT-B-16:random"))
     with pytest.raises(ConfigError, match="fitted on backbone"):
-        FineGrainedAD.load(folder, backbone=other)
+        FineGrainedAD.load(path, backbone=other)
+    with pytest.raises(ConfigError, match="fitted on category"):
+        fitted.predict([_texture(0)], category="not-" + str(fitted.category))
 
 
 def test_predict_before_fit_is_an_error(tiny_backbone: Backbone) -> None:

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from anomalign.backbones import Backbone, load_backbone
+from anomalign.bundles import DetectorBundle, load_bundle, save_bundle
 from anomalign.data.images import ImageInput, load_rgb
 from anomalign.errors import ConfigError
 from anomalign.methods.finegrainedad.config import FineGrainedADConfig, Preset
@@ -242,15 +243,21 @@ class FineGrainedAD:
     def predict(
         self,
         images: ImageInput | Sequence[ImageInput],
+        category: str | None = None,
         output_size: int | tuple[int, int] | None = None,
         batch_size: int = 8,
     ) -> Prediction:
         """Score images and compute anomaly maps.
 
         Maps: fused per token, bilinear upsampling, Gaussian sigma ``gaussian_sigma``.
-        Scores: ``fuse(T_img, max of the upsampled, unsmoothed VAD map)``.
+        Scores: ``fuse(T_img, max of the upsampled, unsmoothed VAD map)``. ``category``, if
+        given, must be the one the detector was fitted on.
         """
         model = self._require_fitted()
+        if category is not None and self.category is not None and category != self.category:
+            raise ConfigError(
+                f"This FineGrainedAD was fitted on category '{self.category}', not '{category}'."
+            )
         batch = _as_list(images)
         size = _as_size(output_size, self.backbone.image_size)
         scores, maps = [], []
@@ -285,11 +292,27 @@ class FineGrainedAD:
 
     # -- persistence -----------------------------------------------------------------
 
-    def save(self, path: str | Path) -> Path:
-        """Save the fitted state to ``path`` (a folder: safetensors + JSON)."""
-        from anomalign.methods.finegrainedad.persistence import save_detector
+    def to_bundle(self) -> DetectorBundle:
+        """The fitted state as a detector bundle (see :mod:`anomalign.bundles`)."""
+        from anomalign.methods.finegrainedad.persistence import to_bundle
 
-        return save_detector(self, Path(path))
+        return to_bundle(self)
+
+    @classmethod
+    def from_bundle(
+        cls,
+        bundle: DetectorBundle,
+        backbone: str | Backbone | None = None,
+        device: str | torch.device = "cpu",
+    ) -> FineGrainedAD:
+        """Rebuild a fitted detector; the backbone must match the one it was fitted on."""
+        from anomalign.methods.finegrainedad.persistence import from_bundle
+
+        return from_bundle(cls, bundle, backbone, device)
+
+    def save(self, path: str | Path) -> Path:
+        """Save the fitted state to one bundle file (safetensors + JSON manifest)."""
+        return save_bundle(self.to_bundle(), path)
 
     @classmethod
     def load(
@@ -299,9 +322,7 @@ class FineGrainedAD:
         device: str | torch.device = "cpu",
     ) -> FineGrainedAD:
         """Load a detector saved with :meth:`save`; the backbone must match the saved one."""
-        from anomalign.methods.finegrainedad.persistence import load_detector
-
-        return load_detector(cls, Path(path), backbone, device)
+        return cls.from_bundle(load_bundle(path), backbone, device)
 
 
 @register_method("finegrainedad")
