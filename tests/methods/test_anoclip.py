@@ -213,3 +213,14 @@ def test_fit_bundle_round_trip_gives_identical_predictions(
     np.testing.assert_array_equal(got.maps, expected.maps)
     np.testing.assert_array_equal(got.scores, expected.scores)
     assert got.info["options"] == expected.info["options"]
+
+
+def test_resize_filter_follows_the_option(tiny_backbone: Backbone) -> None:
+    images = _images(1, seed=11)
+    official = AnoCLIP(tiny_backbone, preset="official", image_score="single")
+    bicubic = AnoCLIP(
+        tiny_backbone, preset="official", image_score="single", interpolation="bicubic"
+    )
+    assert official.preprocessor.interpolation == "bilinear"
+    assert tiny_backbone.preprocessor.interpolation == "bicubic"  # the backbone is untouched
+    assert not np.allclose(official.predict(images).maps, bicubic.predict(images).maps, atol=1e-7)

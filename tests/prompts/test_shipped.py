@@ -53,10 +53,14 @@ VISA = [
 ]
 
 
+SYNTHETIC = ["synth_object", "synth_texture"]  # the synthetic generator's categories
+
+
 def test_all_27_categories_ship():
     assert list_shipped("mvtec") == tuple(MVTEC)
     assert list_shipped("visa") == tuple(VISA)
-    assert list_shipped() == tuple(MVTEC + VISA)
+    assert list_shipped("synthetic") == tuple(SYNTHETIC)
+    assert list_shipped() == tuple(MVTEC + VISA + SYNTHETIC)
     with pytest.raises(CaptionError, match="Unknown caption dataset"):
         list_shipped("mvtec3d")
 
@@ -107,7 +111,7 @@ def test_caption_hash_is_stable_and_content_sensitive(caption_data):
     caption_data["defects"].append("{} with rust")
     assert caption_hash(parse_caption(caption_data)) != caption_hash(caption)
     hashes = {caption_hash(load_shipped(name)) for name in list_shipped()}
-    assert len(hashes) == 27
+    assert len(hashes) == 27 + len(SYNTHETIC)
 
 
 def test_vocabularies_cover_every_shipped_value():

@@ -34,6 +34,7 @@ class ImagePreprocessor:
     image_size: tuple[int, int]
     mean: tuple[float, float, float] = CLIP_MEAN
     std: tuple[float, float, float] = CLIP_STD
+    interpolation: str = "bicubic"
 
     def normalize(self, rgb: np.ndarray) -> torch.Tensor:
         """``(H, W, 3)`` uint8 (already sized) -> normalised ``(3, H, W)`` float32 tensor."""
@@ -51,5 +52,8 @@ class ImagePreprocessor:
         if not batch:
             raise ValueError("No images given to preprocess.")
         return torch.stack(
-            [self.normalize(resize_rgb(load_rgb(i), self.image_size)) for i in batch]
+            [
+                self.normalize(resize_rgb(load_rgb(i), self.image_size, self.interpolation))
+                for i in batch
+            ]
         )

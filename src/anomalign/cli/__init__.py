@@ -17,7 +17,15 @@ from anomalign import __version__
 from anomalign.errors import AnomalignError
 
 #: Sub-command modules, in the order ``--help`` lists them.
-COMMAND_MODULES: tuple[str, ...] = ("info", "data", "captions", "fit", "predict", "demo")
+COMMAND_MODULES: tuple[str, ...] = (
+    "info",
+    "data",
+    "captions",
+    "benchmark",
+    "fit",
+    "predict",
+    "demo",
+)
 
 
 class CommandError(AnomalignError):

@@ -7,6 +7,8 @@ import sys
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from anomalign.prompts.captions.store import SHIPPED_DATASETS
+
     parser = subparsers.add_parser(
         "captions",
         help="list, show, validate and build multi-level captions (FineGrainedAD)",
@@ -16,7 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     actions = parser.add_subparsers(dest="captions_command", metavar="ACTION", required=True)
 
     listing = actions.add_parser("list", help="list the shipped captions")
-    listing.add_argument("--dataset", choices=("mvtec", "visa"), help="only this dataset")
+    listing.add_argument("--dataset", choices=SHIPPED_DATASETS, help="only this dataset")
     listing.set_defaults(func=run_list)
 
     show = actions.add_parser("show", help="print a caption (shipped name or JSON file)")

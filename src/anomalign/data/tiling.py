@@ -69,12 +69,14 @@ def split_tiles(array: Any, tile: int) -> tuple[Any, list[TileBox]]:
     return torch.stack([array[(..., *b.slices)] for b in boxes]), boxes
 
 
-def tile_image(rgb: np.ndarray, tile: int) -> tuple[np.ndarray, list[TileBox], tuple[int, int]]:
+def tile_image(
+    rgb: np.ndarray, tile: int, interpolation: str = "bicubic"
+) -> tuple[np.ndarray, list[TileBox], tuple[int, int]]:
     """Resize the short side of ``(H, W, 3)`` ``rgb`` to ``tile`` and cut it into tiles.
 
     Returns ``(tiles (N, tile, tile, 3), boxes, (height, width) of the resized image)``.
     """
-    resized = resize_short_side(rgb, tile)
+    resized = resize_short_side(rgb, tile, interpolation)
     tiles, boxes = split_tiles(resized, tile)
     return tiles, boxes, resized.shape[:2]
 

@@ -27,12 +27,24 @@ def _as_hw(size: int | tuple[int, int]) -> tuple[int, int]:
     return int(height), int(width)
 
 
-def resize_rgb(rgb: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
+#: PIL resampling filters by name. torchvision's ``Resize`` defaults to bilinear (the
+#: official AnoCLIP code), open_clip's transforms use bicubic.
+INTERPOLATIONS: dict[str, Image.Resampling] = {
+    "bicubic": Image.Resampling.BICUBIC,
+    "bilinear": Image.Resampling.BILINEAR,
+}
+
+
+def resize_rgb(
+    rgb: np.ndarray, size: int | tuple[int, int], interpolation: str = "bicubic"
+) -> np.ndarray:
     """Squash-resize an ``(H, W, 3)`` uint8 image to ``size`` (int or ``(height, width)``)."""
     height, width = _as_hw(size)
     if rgb.shape[:2] == (height, width):
         return rgb
-    resized = Image.fromarray(rgb).resize((width, height), Image.Resampling.BICUBIC)
+    if interpolation not in INTERPOLATIONS:
+        raise ValueError(f"interpolation must be one of {sorted(INTERPOLATIONS)}")
+    resized = Image.fromarray(rgb).resize((width, height), INTERPOLATIONS[interpolation])
     return np.asarray(resized)
 
 
@@ -56,9 +68,9 @@ def short_side_size(height: int, width: int, short: int) -> tuple[int, int]:
     return int(short * height / width), short
 
 
-def resize_short_side(rgb: np.ndarray, short: int) -> np.ndarray:
-    """Bicubic resize of an ``(H, W, 3)`` image so that its short side is ``short``."""
-    return resize_rgb(rgb, short_side_size(rgb.shape[0], rgb.shape[1], short))
+def resize_short_side(rgb: np.ndarray, short: int, interpolation: str = "bicubic") -> np.ndarray:
+    """Resize an ``(H, W, 3)`` image so that its short side is ``short``."""
+    return resize_rgb(rgb, short_side_size(rgb.shape[0], rgb.shape[1], short), interpolation)
 
 
 def resize_map(amap: np.ndarray | torch.Tensor, size: int | tuple[int, int]) -> Any:

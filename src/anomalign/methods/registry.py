@@ -40,3 +40,4 @@ def create_method(name: str, **kwargs: Any) -> Any:
 
 def _import_builtin_methods() -> None:
     import anomalign.methods.anoclip  # noqa: F401  (registers "anoclip", "anoclip+")
+    from anomalign.methods import finegrainedad  # noqa: F401  (registers "finegrainedad")

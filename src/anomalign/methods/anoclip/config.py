@@ -31,6 +31,8 @@ class AnoCLIPConfig:
         grammatical_prompts: "an abnormal ..." instead of the verbatim "a abnormal ...".
         tiling: "squash" (resize to a square) or "tiles" (square tiles along the long side,
             overlaps averaged: the official VisA handling).
+        interpolation: image resize filter, "bilinear" (torchvision ``Resize``'s default,
+            which the official scripts use) or "bicubic" (open_clip's transforms).
         tta: run the test-time adapter (AnoCLIP+).
         adapter: "text" (TextAdapter on the prompt-embedding basis) or "linear".
         tta_steps, tta_lr, tta_weight_decay, noise_sigma, hard_loss_weight: TTA settings.
@@ -48,6 +50,7 @@ class AnoCLIPConfig:
     grayscale_on_raw: bool = False
     grammatical_prompts: bool = False
     tiling: Literal["squash", "tiles"] = "squash"
+    interpolation: Literal["bilinear", "bicubic"] = "bilinear"
     tta: bool = False
     adapter: Literal["text", "linear"] = "text"
     tta_steps: int = 5
@@ -88,6 +91,7 @@ class AnoCLIPConfig:
             "smoothing": ("mean3", "mean5", "gaussian", "none"),
             "image_score": ("views22", "single"),
             "tiling": ("squash", "tiles"),
+            "interpolation": ("bilinear", "bicubic"),
             "adapter": ("text", "linear"),
             "optimizer_scope": ("category", "image"),
         }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -59,6 +60,9 @@ class AnoCLIP:
         else:
             self.backbone = load_backbone(backbone, device=device, precision=precision)
         self.encoder = self.backbone.encoder(self.config.vv_depth)
+        self.preprocessor = replace(
+            self.backbone.preprocessor, interpolation=self.config.interpolation
+        )
         self._models: dict[tuple[str, str, bool], AnoCLIPModel] = {}
         self._category_tta: dict[str, tuple[torch.nn.Module, torch.optim.Optimizer]] = {}
         self._run_generator = torch.Generator().manual_seed(self.config.seed)
@@ -145,7 +149,7 @@ class AnoCLIP:
     def _global_scores(self, model: AnoCLIPModel, pixels: torch.Tensor, tokens) -> torch.Tensor:
         if self.config.image_score == "single":
             return model.image_scores(tokens.global_token[:, None])
-        pre = self.backbone.preprocessor
+        pre = self.preprocessor
         views = augmented_views(
             pixels, *((pre.mean, pre.std) if self.config.grayscale_on_raw else (None, None))
         )
@@ -186,7 +190,7 @@ class AnoCLIP:
 
     def _predict_square(self, model: AnoCLIPModel, items: list, key: str):
         """Squash-resized batch -> scores ``(B,)``, maps ``(B, S, S)``, TTA losses."""
-        pixels = self.backbone.preprocess(items)
+        pixels = self.preprocessor(items).to(self.backbone.device)
         tokens = self.encoder(pixels)
         scores = self._global_scores(model, pixels, tokens)
         local, losses = tokens.local_tokens.float(), []
@@ -202,8 +206,8 @@ class AnoCLIP:
         height, width = self.backbone.image_size
         if height != width:
             raise ConfigError("tiling='tiles' needs a backbone with a square input size.")
-        tiles, boxes, size = tile_image(load_rgb(item), height)
-        pre = self.backbone.preprocessor
+        pre = self.preprocessor
+        tiles, boxes, size = tile_image(load_rgb(item), height, pre.interpolation)
         pixels = torch.stack([pre.normalize(t) for t in tiles]).to(self.backbone.device)
         tokens = self.encoder(pixels)
         score = model.image_scores(tokens.global_token[None])

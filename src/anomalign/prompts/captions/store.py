@@ -21,7 +21,7 @@ from anomalign.prompts.captions.schema import (
 )
 
 #: Datasets whose captions ship with the package, in listing order.
-SHIPPED_DATASETS: tuple[str, ...] = ("mvtec", "visa")
+SHIPPED_DATASETS: tuple[str, ...] = ("mvtec", "visa", "synthetic")
 
 
 def _data_root() -> Traversable:

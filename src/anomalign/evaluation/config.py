@@ -1,0 +1,283 @@
+"""The typed configuration of a benchmark run, its validation and its JSON form.
+
+A :class:`BenchmarkConfig` says what to run (dataset, categories, methods, shots, seeds,
+backbone, method options) and how to score it (evaluation size and aspect, AUPRO variant).
+Everything that changes a unit's numbers goes into that unit's hash (:meth:`unit_identity`),
+so a resumed run reuses a finished unit only when it would compute the same thing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from anomalign.errors import ConfigError
+
+#: Datasets accepted besides the layouts of :mod:`anomalign.data.layouts`.
+SYNTHETIC = "synthetic"
+AUPRO_CHOICES = ("mvtec", "compat", "anomalib")
+EVAL_ASPECTS = ("auto", "squash", "keep")
+PRECISIONS = ("fp32", "fp16", "bf16")
+#: Key of :attr:`BenchmarkConfig.method_options` whose options go to every method.
+ALL_METHODS = "*"
+
+
+@dataclass(frozen=True)
+class MethodProtocol:
+    """How the benchmark drives a method.
+
+    Attributes:
+        uses_shots: ``fit`` learns from normal reference images, so the method runs once
+            per (shots, seed); otherwise it runs once at 0 shots whatever the seeds.
+        zero_shot: the method can run without reference images (0 shots).
+        eval_size: the evaluation size of the method's paper protocol.
+    """
+
+    uses_shots: bool
+    zero_shot: bool
+    eval_size: int
+
+
+#: Protocols of the methods this package knows; a detector may override them with class
+#: attributes of the same names. Unknown methods get :data:`DEFAULT_PROTOCOL`.
+METHOD_PROTOCOLS: dict[str, MethodProtocol] = {
+    # AnoCLIP is training-free; its protocol squashes MVTec images to 240 (anoclip.md §1, §5).
+    "anoclip": MethodProtocol(uses_shots=False, zero_shot=True, eval_size=240),
+    "anoclip+": MethodProtocol(uses_shots=False, zero_shot=True, eval_size=240),
+    # FineGrainedAD fits prompts on k normal images and evaluates at 400² (finegrainedad.md §9).
+    "finegrainedad": MethodProtocol(uses_shots=True, zero_shot=False, eval_size=400),
+}
+DEFAULT_PROTOCOL = MethodProtocol(uses_shots=True, zero_shot=True, eval_size=240)
+
+#: Method options a dataset implies unless the user sets them: the official AnoCLIP VisA
+#: script tiles the long side and uses the linear adapter (anoclip.md §1, §7).
+DATASET_METHOD_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
+    "visa": {
+        "anoclip": {"tiling": "tiles", "adapter": "linear"},
+        "anoclip+": {"tiling": "tiles", "adapter": "linear"},
+    },
+}
+
+
+@dataclass(frozen=True)
+class SyntheticOptions:
+    """Parameters of the generated dataset used by ``dataset="synthetic"``."""
+
+    layout: str = "mvtec"
+    categories: tuple[str, ...] = ("synth_texture", "synth_object")
+    seed: int = 0
+    image_size: int = 128
+    n_train: int = 8
+    n_test_good: int = 4
+    n_test_defect: int = 6
+
+
+@dataclass(frozen=True)
+class BenchmarkConfig:
+    """Everything a benchmark run needs; serialisable with :meth:`to_dict`.
+
+    Attributes:
+        dataset: a layout name ("mvtec", "visa", ...), "auto" (detect) or "synthetic".
+        root: dataset folder (not used for "synthetic": the data is generated in the output).
+        categories: categories to run (None: all).
+        methods: registered method names, e.g. ("anoclip", "anoclip+", "finegrainedad").
+        shots: numbers of normal reference images (0 = zero-shot).
+        seeds: k-shot sampling seeds (few-shot methods run once per seed).
+        backbone: backbone spec shared by every method.
+        device: "auto" (CUDA when available), "cpu", "cuda", "cuda:1", ...
+        precision: "fp32", "fp16" or "bf16".
+        eval_size: maps and masks are resized to this before metrics (None: each method's
+            protocol size, e.g. 240 for AnoCLIP, 400 for FineGrainedAD).
+        eval_aspect: "squash" (eval_size x eval_size), "keep" (short side = eval_size) or
+            "auto" ("keep" for methods that tile the long side, else "squash").
+        aupro_variant: AUPRO definition ("mvtec" exact, "compat" papers' code, "anomalib").
+        method_options: ``{method or "*": {option: value}}`` passed to the method factories.
+        batch_size: images per predict call.
+        overlays: overlay examples per category (0: none).
+        save_maps: also store every anomaly map (``maps/…npz``, float32).
+        synthetic: generator parameters for ``dataset="synthetic"``.
+    """
+
+    dataset: str
+    root: str | None = None
+    categories: tuple[str, ...] | None = None
+    methods: tuple[str, ...] = ("anoclip",)
+    shots: tuple[int, ...] = (0,)
+    seeds: tuple[int, ...] = (0,)
+    backbone: str = "ViT-B-16-plus-240:laion400m_e32"
+    device: str = "auto"
+    precision: str = "fp32"
+    eval_size: int | None = None
+    eval_aspect: str = "auto"
+    aupro_variant: str = "mvtec"
+    method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    batch_size: int = 8
+    overlays: int = 4
+    save_maps: bool = False
+    synthetic: SyntheticOptions = field(default_factory=SyntheticOptions)
+
+    # -- validation ---------------------------------------------------------------------
+
+    def validate(self) -> BenchmarkConfig:
+        """Raise :class:`ConfigError` naming the offending option; return ``self``."""
+        from anomalign.data.layouts import LAYOUTS
+
+        datasets = (SYNTHETIC, "auto", *LAYOUTS)
+        if self.dataset not in datasets:
+            raise ConfigError(
+                f"--dataset '{self.dataset}' is not known; expected one of {', '.join(datasets)}."
+            )
+        if self.dataset != SYNTHETIC and self.root is None and self.dataset != "elpv":
+            raise ConfigError(f"--root is required for --dataset {self.dataset}.")
+        if not self.methods:
+            raise ConfigError("--method needs at least one method name.")
+        if len(set(self.methods)) != len(self.methods):
+            raise ConfigError(f"--method lists a method twice: {', '.join(self.methods)}.")
+        _check_ints(self.shots, "--shots", minimum=0, unique=True)
+        _check_ints(self.seeds, "--seeds", minimum=0, unique=True)
+        if self.eval_size is not None:
+            _check_ints((self.eval_size,), "--eval-size", minimum=8)
+        if self.eval_aspect not in EVAL_ASPECTS:
+            raise ConfigError(
+                f"--eval-aspect '{self.eval_aspect}': expected one of {', '.join(EVAL_ASPECTS)}."
+            )
+        if self.aupro_variant not in AUPRO_CHOICES:
+            raise ConfigError(
+                f"--aupro '{self.aupro_variant}': expected one of {', '.join(AUPRO_CHOICES)}."
+            )
+        if self.precision not in PRECISIONS:
+            raise ConfigError(
+                f"--precision '{self.precision}': expected one of {', '.join(PRECISIONS)}."
+            )
+        _check_ints((self.batch_size,), "--batch-size", minimum=1)
+        _check_ints((self.overlays,), "--overlays", minimum=0)
+        for name, options in self.method_options.items():
+            if name != ALL_METHODS and name not in self.methods:
+                raise ConfigError(
+                    f"--option given for method '{name}', which is not in --method "
+                    f"({', '.join(self.methods)})."
+                )
+            if not isinstance(options, dict) or "backbone" in options:
+                raise ConfigError(
+                    f"--option for '{name}' must be key=value pairs other than 'backbone' "
+                    "(use --backbone)."
+                )
+        if self.dataset == SYNTHETIC:
+            s = self.synthetic
+            _check_ints((s.image_size,), "--synth-image-size", minimum=16)
+            _check_ints((s.n_train, s.n_test_good, s.n_test_defect), "--synth-counts", minimum=1)
+        return self
+
+    # -- derived values -----------------------------------------------------------------
+
+    def options_for(self, method: str, layout: str) -> dict[str, Any]:
+        """Options passed to ``method``: dataset defaults, then "*" options, then its own."""
+        options = dict(DATASET_METHOD_DEFAULTS.get(layout, {}).get(method, {}))
+        options.update(self.method_options.get(ALL_METHODS, {}))
+        options.update(self.method_options.get(method, {}))
+        return options
+
+    def eval_size_for(self, protocol: MethodProtocol) -> int:
+        """The evaluation size of a method: ``eval_size`` or the method's protocol size."""
+        return self.eval_size if self.eval_size is not None else protocol.eval_size
+
+    def eval_aspect_for(self, options: dict[str, Any]) -> str:
+        """The resolved aspect ("squash" or "keep") for a method with these options."""
+        if self.eval_aspect != "auto":
+            return self.eval_aspect
+        return "keep" if options.get("tiling") == "tiles" else "squash"
+
+    def dataset_identity(self, layout: str) -> dict[str, Any]:
+        """What identifies the data: the generator parameters, or the resolved root."""
+        if self.dataset == SYNTHETIC:
+            return {"dataset": SYNTHETIC, "synthetic": asdict(self.synthetic)}
+        root = None if self.root is None else str(Path(self.root).expanduser().resolve())
+        return {"dataset": layout, "root": root}
+
+    # -- serialisation ------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (tuples become lists)."""
+        return json.loads(json.dumps(asdict(self)))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BenchmarkConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are an error."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"Unknown benchmark configuration key(s): {', '.join(unknown)}.")
+        values = dict(data)
+        for name in ("categories", "methods", "shots", "seeds"):
+            if values.get(name) is not None:
+                values[name] = tuple(values[name])
+        if "synthetic" in values:
+            synth = dict(values["synthetic"])
+            synth["categories"] = tuple(synth.get("categories", SyntheticOptions.categories))
+            values["synthetic"] = SyntheticOptions(**synth)
+        return cls(**values)
+
+    def with_changes(self, **changes: Any) -> BenchmarkConfig:
+        """A copy with some fields replaced."""
+        return replace(self, **changes)
+
+
+def _check_ints(values: Any, option: str, minimum: int, unique: bool = False) -> None:
+    if not isinstance(values, tuple | list) or not values:
+        raise ConfigError(f"{option} needs at least one integer.")
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ConfigError(f"{option} must be integers >= {minimum}, got {value!r}.")
+    if unique and len(set(values)) != len(values):
+        raise ConfigError(f"{option} lists a value twice: {list(values)}.")
+
+
+def stable_hash(data: Any) -> str:
+    """A short sha256 of ``data``'s canonical JSON (sorted keys)."""
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def parse_int_list(text: str, option: str) -> tuple[int, ...]:
+    """``"0,1,2"`` -> ``(0, 1, 2)``; a :class:`ConfigError` names ``option`` otherwise."""
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    try:
+        values = tuple(int(item) for item in items)
+    except ValueError:
+        raise ConfigError(
+            f"{option} must be comma-separated integers (e.g. 0,1,2), got '{text}'."
+        ) from None
+    if not values:
+        raise ConfigError(f"{option} needs at least one integer, got '{text}'.")
+    return values
+
+
+def parse_name_list(text: str, option: str) -> tuple[str, ...]:
+    """``"a, b"`` -> ``("a", "b")``; empty lists are an error naming ``option``."""
+    names = tuple(item.strip() for item in text.split(",") if item.strip())
+    if not names:
+        raise ConfigError(f"{option} needs at least one name, got '{text}'.")
+    return names
+
+
+def parse_option(text: str) -> tuple[str, str, Any]:
+    """``"anoclip.smoothing=gaussian"`` -> ``("anoclip", "smoothing", "gaussian")``.
+
+    Without a ``method.`` prefix the option applies to every method (``"*"``). Values are
+    read as JSON when they parse (numbers, true/false, null, lists), else kept as strings.
+    """
+    if "=" not in text:
+        raise ConfigError(f"--option must look like [METHOD.]KEY=VALUE, got '{text}'.")
+    key, raw = text.split("=", 1)
+    method, _, name = key.rpartition(".")
+    method, name = method.strip() or ALL_METHODS, name.strip()
+    if not name:
+        raise ConfigError(f"--option must look like [METHOD.]KEY=VALUE, got '{text}'.")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return method, name, value
