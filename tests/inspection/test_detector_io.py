@@ -145,3 +145,34 @@ def test_import_anomalign_stays_light() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
     assert callable(anomalign.load_detector)
+
+
+FGAD_FAST = {"memory_blocks": [1, 2], "seg_epochs": 3, "cls_epochs": 2}
+
+
+def test_finegrainedad_fit_save_load_predict_is_identical(
+    tiny_backbone: Backbone, synth_root: Path, test_dir: Path, tmp_path: Path
+) -> None:
+    train = _images(synth_root / "synth_texture" / "train" / "good")
+    with pytest.raises(ConfigError, match="normal validation images"):
+        fit_detector("finegrainedad", train[:2], "synth_texture", tiny_backbone, fpr=0.1)
+    fitted = fit_detector(
+        "finegrainedad",
+        train[:2],
+        "synth_texture",
+        tiny_backbone,
+        method_options=FGAD_FAST,
+        val_normal=train[2:],
+        fpr=0.25,
+        out=tmp_path / "fgad.anomalign",
+    )
+    assert fitted.calibration.source == "normal validation images (4)"
+    assert fitted.threshold is not None and fitted.threshold.stats["achieved_fpr"] == 0.25
+    images = _images(test_dir)
+    expected = fitted.predict(images)
+    loaded = load_detector(tmp_path / "fgad.anomalign", backbone=tiny_backbone)
+    got = loaded.predict(images)
+    assert loaded.method == "finegrainedad"
+    np.testing.assert_array_equal(got.scores, expected.scores)
+    np.testing.assert_array_equal(np.stack(got.maps), np.stack(expected.maps))
+    np.testing.assert_array_equal(got.decisions, expected.decisions)

@@ -143,3 +143,5 @@ def test_fpr_and_f1_thresholds_fitted_on_synthetic_data(
         fit_detector("anoclip", backbone=tiny_backbone, threshold=0.5, f1=True)
     with pytest.raises(ConfigError, match="anomalous validation"):
         fit_detector("anoclip", backbone=tiny_backbone, val_normal=normal, f1=True)
+    with pytest.raises(ConfigError, match="needs normal validation images"):
+        fit_detector("anoclip", backbone=tiny_backbone, fpr=0.1)

@@ -428,6 +428,19 @@ def fit_detector(
     normal_items = gather_images(normal) if normal is not None else []
     val_normal_items = gather_images(val_normal) if val_normal else []
     val_anomalous_items = gather_images(val_anomalous) if val_anomalous else []
+    zero_shot = method.lower() in ZERO_SHOT_METHODS
+    # check the threshold's images before fitting, which may take minutes
+    if fpr is not None and not val_normal_items and not (zero_shot and normal_items):
+        raise ConfigError(
+            f"A false-positive-rate threshold for {method} needs normal validation images"
+            + (
+                "."
+                if zero_shot
+                else " (the reference images are in its memory and score as perfectly normal)."
+            )
+        )
+    if f1 and (not val_normal_items or not val_anomalous_items):
+        raise ConfigError("An F1-optimal threshold needs normal and anomalous validation images.")
     detector = create_method(
         method, backbone=backbone, preset=preset, device=device, **(method_options or {})
     )
@@ -435,7 +448,6 @@ def fit_detector(
     fit_seconds = time.perf_counter() - started
     detector = _rebuilt(detector)
     inspector = Inspector(detector)
-    zero_shot = method.lower() in ZERO_SHOT_METHODS
     notes: list[str] = []
 
     calibration_items, calibration_source = val_normal_items, "normal validation images"
@@ -463,21 +475,11 @@ def fit_detector(
     if threshold is not None:
         inspector.set_threshold(threshold)
     elif fpr is not None:
-        if not val_normal_items and not zero_shot:
-            raise ConfigError(
-                f"A false-positive-rate threshold for {method} needs normal validation images "
-                "(the reference images are in its memory and score as perfectly normal)."
-            )
-        if normal_scores is None:
-            raise ConfigError("A false-positive-rate threshold needs normal images.")
+        assert normal_scores is not None
         inspector.threshold = threshold_at_fpr(
             normal_scores, fpr, source=f"{calibration_source} ({len(calibration_items)})"
         )
     elif f1:
-        if not val_normal_items or not val_anomalous_items:
-            raise ConfigError(
-                "An F1-optimal threshold needs normal and anomalous validation images."
-            )
         assert normal_scores is not None
         anomalous_scores, _ = inspector._scores_and_maps(val_anomalous_items, batch_size)
         labels = np.r_[np.zeros(len(normal_scores)), np.ones(len(anomalous_scores))]
