@@ -214,7 +214,10 @@ def predict_folder(
     masks_dir = None if masks is None else Path(masks)
     if masks_dir is not None and not masks_dir.is_dir():
         raise DataError(f"Mask folder '{masks_dir}' does not exist.")
-    paths = expand_inputs(inputs)
+    own = out_dir.resolve()  # never predict on our own outputs when --out is inside an input
+    paths = [p for p in expand_inputs(inputs) if not p.resolve().is_relative_to(own)]
+    if not paths:
+        raise DataError(f"The inputs hold no images outside the output folder '{out_dir}'.")
     keys = output_keys(paths)
     out_dir.mkdir(parents=True, exist_ok=True)
     settings = _settings(inspector, map_format, max_side, inspector.fingerprint())

@@ -160,3 +160,15 @@ def test_bad_arguments_are_named(inspector: Inspector, test_dir: Path, tmp_path:
         predict_folder(inspector, [test_dir], tmp_path / "out", map_format="tiff")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="colormap"):
         predict_folder(inspector, [test_dir], tmp_path / "out", cmap="viridis")
+
+
+def test_outputs_inside_an_input_folder_are_not_inputs(
+    inspector: Inspector, test_dir: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    folder = tmp_path / "images"
+    shutil.copytree(test_dir / "good", folder)
+    first = predict_folder(inspector, [folder], folder / "inspected")
+    second = predict_folder(inspector, [folder], folder / "inspected")
+    assert first.total == second.total == second.resumed == 3
