@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from importlib import resources
@@ -135,6 +137,17 @@ class Backbone:
         }
 
 
+@contextmanager
+def _quiet_root_warnings():
+    """Silence root-logger warnings (open_clip's) for the duration of the block."""
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(previous)
+
+
 def _create(arch: str, pretrained: str | None, force_quick_gelu: bool, device) -> nn.Module:
     import open_clip
 
@@ -184,7 +197,8 @@ def _build_model(spec: BackboneSpec, device: torch.device, cache_dir: str | None
     """Create the open_clip model for ``spec``; return it and the weights path used."""
     register_model_configs()
     if spec.source is WeightSource.RANDOM:
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]), _quiet_root_warnings():
+            # open_clip logs its own "initialized randomly" warning; ours below says more.
             torch.manual_seed(RANDOM_INIT_SEED)
             model = _create(spec.arch, None, False, device)
         warnings.warn(
