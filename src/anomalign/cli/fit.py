@@ -3,25 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
-from anomalign.errors import ConfigError
+from anomalign.options import parse_key_value
 
 
 def parse_options(pairs: list[str] | None, flag: str) -> dict[str, Any]:
     """``KEY=VALUE`` pairs as a dict; values are read as JSON when they parse, else text."""
-    options: dict[str, Any] = {}
-    for pair in pairs or []:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"{flag} expects KEY=VALUE, got '{pair}'.")
-        try:
-            options[key.strip()] = json.loads(raw)
-        except json.JSONDecodeError:
-            options[key.strip()] = raw
-    return options
+    return dict(parse_key_value(pair, flag) for pair in pairs or [])
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from anomalign.errors import ConfigError
+from anomalign.options import parse_key_value
 
 #: Datasets accepted besides the layouts of :mod:`anomalign.data.layouts`.
 SYNTHETIC = "synthetic"
@@ -269,15 +270,9 @@ def parse_option(text: str) -> tuple[str, str, Any]:
     Without a ``method.`` prefix the option applies to every method (``"*"``). Values are
     read as JSON when they parse (numbers, true/false, null, lists), else kept as strings.
     """
-    if "=" not in text:
-        raise ConfigError(f"--option must look like [METHOD.]KEY=VALUE, got '{text}'.")
-    key, raw = text.split("=", 1)
+    key, value = parse_key_value(text, "--option", "[METHOD.]KEY=VALUE")
     method, _, name = key.rpartition(".")
     method, name = method.strip() or ALL_METHODS, name.strip()
     if not name:
         raise ConfigError(f"--option must look like [METHOD.]KEY=VALUE, got '{text}'.")
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError:
-        value = raw
     return method, name, value
