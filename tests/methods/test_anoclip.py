@@ -124,8 +124,8 @@ def test_tta_is_seeded_changes_the_map_and_lowers_its_loss(tiny_backbone: Backbo
     adapter = model.make_adapter()
     adapter.reset(torch.Generator().manual_seed(7))
     before = np.mean([model.loss_of(tokens, adapter, noise) for noise in noises])
-    _, losses = model.adapt(
-        tokens, adapter, model.make_optimizer(adapter), torch.Generator().manual_seed(7)
+    _, (losses,) = model.adapt(
+        tokens[None], adapter, model.make_optimizer(adapter), torch.Generator().manual_seed(7)
     )
     after = np.mean([model.loss_of(tokens, adapter, noise) for noise in noises])
     assert after < before - 0.1

@@ -164,15 +164,19 @@ class AnoCLIP:
             )
         return model.image_scores(encoded.view(batch, count, -1))
 
-    def _tta_state(self, model: AnoCLIPModel, category_key: str):
-        """Adapter, optimizer and random stream for the next image."""
+    def _tta_state(self, model: AnoCLIPModel, category_key: str, count: int = 1):
+        """Adapter (``count`` copies), optimizer and random stream for the next images.
+
+        "image" scope: fresh ones seeded alike for every image, so a batch adapts at once
+        and equals the images one by one. "category" scope (official): one adapter and
+        optimizer per category whose state carries on, and one random stream per run.
+        """
         if self.config.optimizer_scope == "image":
-            adapter = model.make_adapter()
-            return (
-                adapter,
-                model.make_optimizer(adapter),
-                torch.Generator().manual_seed(self.config.seed),
-            )
+            adapter = model.make_adapter(count)
+            generator = torch.Generator().manual_seed(self.config.seed)
+            return adapter, model.make_optimizer(adapter), generator
+        if count != 1:
+            raise ValueError("the category-scoped adapter adapts one image at a time")
         if category_key not in self._category_tta:
             adapter = model.make_adapter()
             self._category_tta[category_key] = (adapter, model.make_optimizer(adapter))
@@ -180,12 +184,16 @@ class AnoCLIP:
         return adapter, optimizer, self._run_generator
 
     def _adapted_tokens(self, model: AnoCLIPModel, local: torch.Tensor, key: str):
+        """Adapted ``(B, N, D)`` tokens and each image's TTA losses."""
+        if self.config.optimizer_scope == "image":
+            adapter, optimizer, generator = self._tta_state(model, key, count=len(local))
+            return model.adapt(local, adapter, optimizer, generator)
         adapted, losses = [], []
-        for tokens in local:
+        for tokens in local:  # order matters: the optimizer state carries on
             adapter, optimizer, generator = self._tta_state(model, key)
-            out, step_losses = model.adapt(tokens, adapter, optimizer, generator)
-            adapted.append(out)
-            losses.append(step_losses)
+            out, step_losses = model.adapt(tokens[None], adapter, optimizer, generator)
+            adapted.append(out[0])
+            losses.extend(step_losses)
         return torch.stack(adapted), losses
 
     def _predict_square(self, model: AnoCLIPModel, items: list, key: str):
@@ -214,14 +222,14 @@ class AnoCLIP:
         local, losses = tokens.local_tokens.float(), []
         if self.config.tta:
             adapter, optimizer, generator = self._tta_state(model, key)
-            local, step_losses = model.adapt(
-                local,
+            adapted, losses = model.adapt(
+                local[None],
                 adapter,
                 optimizer,
                 generator,
                 lambda t: model.stitched_probabilities(t, tokens.grid_size, height, boxes, size),
             )
-            losses = [step_losses]
+            local = adapted[0]
         with torch.no_grad():
             tile_maps = model.pixel_maps(local, tokens.grid_size, (height, height))
         return score, [stitch_tiles(tile_maps, boxes, size)], losses

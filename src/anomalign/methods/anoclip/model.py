@@ -83,12 +83,12 @@ class AnoCLIPModel(nn.Module):
         """Grid maps upsampled bilinearly (``align_corners=True``) to the input size."""
         return upsample(self.grid_maps(local_tokens, grid), size, align_corners=True)[:, 0]
 
-    def make_adapter(self) -> nn.Module:
-        """A fresh adapter of the configured type on this model's device."""
+    def make_adapter(self, count: int = 1) -> nn.Module:
+        """A fresh adapter of the configured type (``count`` copies, one per image)."""
         if self.config.adapter == "text":
-            adapter: nn.Module = TextAdapter(self.prompt_basis)
+            adapter: nn.Module = TextAdapter(self.prompt_basis, count)
         else:
-            adapter = LinearAdapter(self.text_pair.shape[0])
+            adapter = LinearAdapter(self.text_pair.shape[0], count)
         return adapter.to(self.text_pair.device)
 
     def make_optimizer(self, adapter: nn.Module) -> torch.optim.Optimizer:
@@ -103,39 +103,42 @@ class AnoCLIPModel(nn.Module):
         optimizer: torch.optim.Optimizer,
         generator: torch.Generator,
         probabilities: Callable[[torch.Tensor], torch.Tensor] | None = None,
-    ) -> tuple[torch.Tensor, list[float]]:
-        """Test-time adaptation on one image's tokens (``(N, D)``, or ``(T, N, D)`` tiles).
+    ) -> tuple[torch.Tensor, list[list[float]]]:
+        """Test-time adaptation of ``count`` images' tokens ``(count, ..., N, D)`` (tiles
+        may add a dimension), one adapter copy per image.
 
         Resets the adapter from ``generator``, runs ``tta_steps`` AdamW steps on the
-        clean/noisy loss (noise ``N(0, noise_sigma^2)`` drawn from ``generator``) and
-        returns the adapted clean tokens and the loss before each step. ``probabilities``
-        maps the stacked ``[clean, noisy]`` adapted tokens to ``(2, ..., 2)`` probabilities
-        (default: per token).
+        clean/noisy loss and returns the adapted clean tokens and the summed loss before
+        each step. The noise ``N(0, noise_sigma^2)`` is drawn from ``generator`` with the
+        shape of one image's tokens and shared by the copies, so a batch equals the
+        images adapted one by one with the same seed. ``probabilities`` maps the
+        adapted ``(count, 2, ...)`` [clean, noisy] tokens to probabilities ``(count, 2,
+        ..., 2)`` (default: per token).
         """
         config = self.config
         to_probs = probabilities or self.probabilities
         tokens = local_tokens.detach().float()
         adapter.reset(generator)
-        losses: list[float] = []
+        losses: list[list[float]] = []
         with torch.enable_grad():
             for _ in range(config.tta_steps):
-                noise = torch.randn(tokens.shape, generator=generator, device=generator.device)
+                noise = torch.randn(tokens.shape[1:], generator=generator, device=generator.device)
                 noisy = tokens + config.noise_sigma * noise.to(tokens.device)
-                probs = to_probs(adapter(torch.stack([tokens, noisy])))
-                loss = tta_loss(probs[0], probs[1], config.hard_loss_weight)
+                probs = to_probs(adapter(torch.stack([tokens, noisy], dim=1)))
+                per_image = tta_loss(probs[:, 0], probs[:, 1], config.hard_loss_weight)
                 optimizer.zero_grad()
-                loss.backward()
+                per_image.sum().backward()
                 optimizer.step()
-                losses.append(float(loss.detach()))
+                losses.append(per_image.detach().cpu().tolist())
         with torch.no_grad():
-            return adapter(tokens), losses
+            return adapter(tokens), [list(step) for step in zip(*losses, strict=True)]
 
     @torch.no_grad()
     def loss_of(
         self, local_tokens: torch.Tensor, adapter: nn.Module | None, noise: torch.Tensor
     ) -> float:
-        """The TTA loss of ``(N, D)`` tokens with given noise (for diagnostics and tests)."""
+        """The TTA loss of one image's ``(N, D)`` tokens with given noise (diagnostics)."""
         tokens = local_tokens.float()
-        stack = torch.stack([tokens, tokens + noise])
+        stack = torch.stack([tokens, tokens + noise])[None]
         probs = self.probabilities(adapter(stack) if adapter is not None else stack)
-        return float(tta_loss(probs[0], probs[1], self.config.hard_loss_weight))
+        return float(tta_loss(probs[:, 0], probs[:, 1], self.config.hard_loss_weight)[0])
