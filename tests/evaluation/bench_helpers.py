@@ -6,8 +6,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import torch
 
 from anomalign.backbones import Backbone
+from anomalign.bundles import DetectorBundle
 from anomalign.data.images import load_rgb
 from anomalign.data.transforms import resize_map, resize_rgb
 from anomalign.evaluation import SyntheticOptions
@@ -58,8 +60,22 @@ class MeanDifference:
     def describe(self) -> dict[str, Any]:
         return {"method": self.name, "options": self.options, **self.backbone.describe()}
 
-    def to_bundle(self) -> Any:
-        raise NotImplementedError
+    def to_bundle(self) -> DetectorBundle:
+        assert self.reference is not None
+        return DetectorBundle(
+            self.name,
+            str(self.backbone.spec),
+            dict(self.options),
+            {"reference": torch.from_numpy(self.reference)},
+        )
+
+    @classmethod
+    def from_bundle(
+        cls, bundle: DetectorBundle, backbone: Backbone, device: str = "cpu"
+    ) -> MeanDifference:
+        detector = cls(backbone, **bundle.config)
+        detector.reference = bundle.tensors["reference"].numpy()
+        return detector
 
 
 if FEWSHOT not in list_methods():

@@ -125,3 +125,15 @@ def test_maps_of_another_size_are_brought_to_the_evaluation_size(
     with np.load(tmp_path / unit["files"]["maps"]) as maps:
         assert maps["00000"].shape == (48, 48)
     assert unit["metrics"]["pixel"]["n_pos"] + unit["metrics"]["pixel"]["n_neg"] == 6 * 48 * 48
+
+
+def test_test_method_round_trips_through_a_bundle(tiny_backbone, tmp_path) -> None:
+    from bench_helpers import MeanDifference
+
+    from anomalign.bundles import load_bundle, save_bundle
+
+    images = [np.full((40, 40, 3), v, np.uint8) for v in (10, 200)]
+    detector = MeanDifference(tiny_backbone).fit(images[:1])
+    path = save_bundle(detector.to_bundle(), tmp_path / "m.anomalign")
+    restored = MeanDifference.from_bundle(load_bundle(path), tiny_backbone)
+    np.testing.assert_array_equal(restored.predict(images).maps, detector.predict(images).maps)

@@ -294,12 +294,8 @@ def _run_one(
     )
     fit_seconds = time.perf_counter() - started
     bundle = out / "detectors" / f"{method}-{demo_set.name}.anomalign"
-    try:
-        inspector.save(bundle)
-        inspector = load_detector(bundle, device=device, backbone=choice.backbone)
-    except (AttributeError, NotImplementedError) as error:
-        notes.append(f"No bundle written ({method} cannot be saved as one yet: {error}).")
-        bundle = None
+    inspector.save(bundle)
+    inspector = load_detector(bundle, device=device, backbone=choice.backbone)
     pred_dir = out / "predictions" / method / demo_set.name
     run = predict_folder(
         inspector,
@@ -322,7 +318,7 @@ def _run_one(
         calibration=inspector.calibration.to_dict(),
         fit_seconds=round(fit_seconds, 2),
         ms_per_image=round(1000 * run.seconds / max(1, run.predicted), 1),
-        bundle=None if bundle is None else str(bundle.relative_to(out)),
+        bundle=str(bundle.relative_to(out)),
         predictions=str(pred_dir.relative_to(out)),
         grid=str((pred_dir / "grid.png").relative_to(out)),
         errors=run.errors,

@@ -333,11 +333,7 @@ class Inspector:
     def fingerprint(self) -> str:
         """SHA-256 of the bundle content (manifest and tensors): equal for equal detectors."""
         digest = hashlib.sha256()
-        try:
-            bundle = self.to_bundle()
-        except (AttributeError, NotImplementedError):
-            digest.update(json.dumps(self.describe(), sort_keys=True, default=str).encode())
-            return digest.hexdigest()
+        bundle = self.to_bundle()
         manifest = [bundle.method, bundle.backbone, bundle.config, bundle.extra]
         digest.update(json.dumps(manifest, sort_keys=True, default=str).encode())
         for key in sorted(bundle.tensors):
@@ -373,12 +369,8 @@ def load_detector(path: str | Path, device: str = "cpu", backbone: Any | None = 
 def _rebuilt(detector: Any) -> Any:
     """The detector rebuilt from its own bundle, so that it predicts exactly as a loaded one
     (methods with state carried across images start afresh)."""
-    try:
-        bundle = detector.to_bundle()
-        cls = detector_class(bundle.method)
-    except (AttributeError, NotImplementedError, ConfigError):
-        return detector
-    return cls.from_bundle(bundle, backbone=detector.backbone)
+    bundle = detector.to_bundle()
+    return detector_class(bundle.method).from_bundle(bundle, backbone=detector.backbone)
 
 
 def fit_detector(

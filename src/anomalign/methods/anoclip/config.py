@@ -8,10 +8,11 @@ before normalisation. Every other option keeps the official value in both preset
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from anomalign.errors import ConfigError
+from anomalign.methods.options import check_choices, config_from_preset
 
 Preset = Literal["official", "default"]
 
@@ -64,42 +65,13 @@ class AnoCLIPConfig:
     @classmethod
     def from_preset(cls, preset: Preset = "default", **overrides: Any) -> AnoCLIPConfig:
         """Start from a preset and apply named overrides (unknown names are an error)."""
-        if preset == "official":
-            base = cls(preset="official")
-        elif preset == "default":
-            base = cls(
-                preset="default",
-                optimizer_scope="image",
-                grammatical_prompts=True,
-                grayscale_on_raw=True,
-            )
-        else:
-            raise ConfigError(f"AnoCLIP preset must be 'official' or 'default', got '{preset}'.")
-        known = {f.name for f in fields(cls)} - {"preset"}
-        unknown = sorted(set(overrides) - known)
-        if unknown:
-            raise ConfigError(
-                f"Unknown AnoCLIP option(s) {unknown}; known options: {sorted(known)}."
-            )
-        config = replace(base, **overrides)
+        config = config_from_preset(cls, "AnoCLIP", PRESETS, preset, overrides)
         config.validate()
         return config
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the option when a value is out of range."""
-        choices = {
-            "smoothing": ("mean3", "mean5", "gaussian", "none"),
-            "image_score": ("views22", "single"),
-            "tiling": ("squash", "tiles"),
-            "interpolation": ("bilinear", "bicubic"),
-            "adapter": ("text", "linear"),
-            "optimizer_scope": ("category", "image"),
-        }
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ConfigError(
-                    f"AnoCLIP option {name}={getattr(self, name)!r}: expected one of {allowed}."
-                )
+        check_choices(self, "AnoCLIP")
         if self.tta_steps < 0:
             raise ConfigError(f"AnoCLIP option tta_steps must be >= 0, got {self.tta_steps}.")
         if self.logit_scale <= 0:
@@ -107,3 +79,10 @@ class AnoCLIPConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+#: What each preset changes from the official values.
+PRESETS: dict[str, dict[str, Any]] = {
+    "official": {},
+    "default": {"optimizer_scope": "image", "grammatical_prompts": True, "grayscale_on_raw": True},
+}

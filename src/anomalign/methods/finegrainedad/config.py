@@ -13,17 +13,9 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Literal
 
 from anomalign.errors import ConfigError
+from anomalign.methods.options import check_choices, config_from_preset
 
 Preset = Literal["official", "default"]
-
-_CHOICES: dict[str, tuple[str, ...]] = {
-    "matching": ("qformer", "normal", "pair"),
-    "fusion": ("harmonic", "sum", "textual", "visual"),
-    "cluster_scope": ("first", "per_shot"),
-    "triplet_reduce": ("tokens", "channels"),
-    "logit_scale": ("raw", "exp"),
-    "memory_index": ("exact", "ivf"),
-}
 
 
 @dataclass(frozen=True)
@@ -97,36 +89,16 @@ class FineGrainedADConfig:
     @classmethod
     def from_preset(cls, preset: Preset = "default", **overrides: Any) -> FineGrainedADConfig:
         """Start from a preset and apply named overrides (unknown names are an error)."""
-        if preset == "official":
-            base = cls(preset="official")
-        elif preset == "default":
-            base = cls(
-                preset="default", test_bgr=False, matching="normal", cluster_scope="per_shot"
-            )
-        else:
-            raise ConfigError(
-                f"FineGrainedAD preset must be 'official' or 'default', got '{preset}'."
-            )
-        known = {f.name for f in fields(cls)} - {"preset"}
-        unknown = sorted(set(overrides) - known)
-        if unknown:
-            raise ConfigError(
-                f"Unknown FineGrainedAD option(s) {unknown}; known options: {sorted(known)}."
-            )
+        overrides = dict(overrides)
         if "memory_blocks" in overrides:
             overrides["memory_blocks"] = tuple(int(b) for b in overrides["memory_blocks"])
-        config = replace(base, **overrides)
+        config = config_from_preset(cls, "FineGrainedAD", PRESETS, preset, overrides)
         config.validate()
         return config
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the option when a value is out of range."""
-        for name, allowed in _CHOICES.items():
-            if getattr(self, name) not in allowed:
-                raise ConfigError(
-                    f"FineGrainedAD option {name}={getattr(self, name)!r}: expected one of "
-                    f"{allowed}."
-                )
+        check_choices(self, "FineGrainedAD")
         positive = ("n_ctx", "n_ctx_ab", "n_pro_ab", "seg_n_pro", "cls_n_pro", "memory_chunk")
         for name in (*positive, "ivf_lists", "ivf_probe", "cluster_tiles"):
             if int(getattr(self, name)) < 1:
@@ -158,3 +130,10 @@ class FineGrainedADConfig:
         config = replace(base, **values)
         config.validate()
         return config
+
+
+#: What each preset changes from the official values.
+PRESETS: dict[str, dict[str, Any]] = {
+    "official": {},
+    "default": {"test_bgr": False, "matching": "normal", "cluster_scope": "per_shot"},
+}
