@@ -37,6 +37,7 @@ BUILTIN_METHOD_MODULES: tuple[str, ...] = (
     "anomalign.methods.finegrainedad",
     "anomalign.methods.patchcore",
     "anomalign.methods.hybrid",
+    "anomalign.methods.winclip",
 )
 ENTRY_POINT_GROUP = "anomalign.methods"
 #: Constructor arguments that are not method options.
