@@ -28,6 +28,8 @@ class PatchCoreConfig:
             code's 1024 for WideResNet50); None keeps them all.
         coreset_ratio: memory size as a fraction of all normal patch features (10%,
             the paper's PatchCore-10%); 1 keeps every feature.
+        coreset_max: at most this many memory rows (None: no cap): bounds the greedy
+            coreset's cost in full-shot runs (e.g. 1000 rows is about PatchCore-1% on ELPV).
         projection_dim: random-projection size for the coreset distances (paper: 128).
         num_neighbors: ``b`` of the image-score reweighting (paper: 9); 1 disables it.
         sigma: Gaussian smoothing of the full-size map (paper: 4).
@@ -43,6 +45,7 @@ class PatchCoreConfig:
     neighbourhood: int = 3
     embed_dim: int | None = None
     coreset_ratio: float = 0.1
+    coreset_max: int | None = None
     projection_dim: int = 128
     num_neighbors: int = 9
     sigma: float = 4.0
@@ -70,6 +73,8 @@ class PatchCoreConfig:
             raise ConfigError(
                 f"PatchCore option coreset_ratio must be in (0, 1], got {self.coreset_ratio}."
             )
+        if self.coreset_max is not None and self.coreset_max < 1:
+            raise ConfigError(f"PatchCore option coreset_max must be >= 1, got {self.coreset_max}.")
         if self.num_neighbors < 1:
             raise ConfigError(
                 f"PatchCore option num_neighbors must be >= 1, got {self.num_neighbors}."

@@ -132,7 +132,11 @@ class PatchCore(Detector):
             parts.append(feats.reshape(-1, feats.shape[-1]))
         config = self.config
         self.memory = build_memory(
-            torch.cat(parts), config.coreset_ratio, config.projection_dim, config.seed
+            torch.cat(parts),
+            config.coreset_ratio,
+            config.projection_dim,
+            config.seed,
+            config.coreset_max,
         )
         self.category = category
 

@@ -39,12 +39,19 @@ def patch_features(
 
 
 def build_memory(
-    features: torch.Tensor, ratio: float, projection_dim: int, seed: int
+    features: torch.Tensor,
+    ratio: float,
+    projection_dim: int,
+    seed: int,
+    max_rows: int | None = None,
 ) -> torch.Tensor:
-    """``(M, C)`` normal features -> the coreset memory bank (all rows when ratio is 1)."""
-    if ratio >= 1.0:
-        return features.clone()
+    """``(M, C)`` normal features -> the coreset memory bank of ``ratio * M`` rows (at most
+    ``max_rows``); all rows when that is every row."""
     count = max(1, int(features.shape[0] * ratio))
+    if max_rows is not None:
+        count = min(count, max_rows)
+    if count >= features.shape[0]:
+        return features.clone()
     index = greedy_coreset(features, count, projection_dim=projection_dim, seed=seed)
     return features[index.to(features.device)].clone()
 
