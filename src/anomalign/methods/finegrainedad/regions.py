@@ -86,21 +86,21 @@ def aggregate_regions(
             assignment on the "masked" distances (the code: cluster 0, or token 0's
             cluster when token 0 is foreground) or on the true distances ("nearest").
     """
+    assign = "masked" if background == "masked" else "unmasked"
     x = tokens.float() @ normal_features.float().T  # language features, (N, E+1)
     n_regions = normal_features.shape[0]
     # Stage 1: foreground / background (the code's CTM k=8 exceeds 2 clusters: k=1).
     stage1 = dpc_knn(x, 2, 1, generator=generator)
-    background = normal_features[-1].float()
+    prompt = normal_features[-1].float()  # the background prompt
     scores = []
     for label in range(2):
         members = tokens[stage1 == label]
-        scores.append(float(members.float().mean(0) @ background) if len(members) else -math.inf)
+        scores.append(float(members.float().mean(0) @ prompt) if len(members) else -math.inf)
     bg_label = int(torch.tensor(scores).argmax())
     foreground = stage1 != bg_label
     if not bool(foreground.any()):
         foreground = torch.ones_like(foreground)
     # Stage 2: E+1 regions, background tokens masked out of the density.
-    assign = "masked" if background == "masked" else "unmasked"
     labels = dpc_knn(x, n_regions, stage_two_k(n_regions), foreground, generator, assign)
     labels = torch.where(foreground, labels, labels[0])
     return labels
