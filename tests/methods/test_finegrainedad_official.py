@@ -203,8 +203,8 @@ def test_official_multishot_keeps_each_shots_labels_and_image_zeros_background()
     assert labels.shape == (3, 64) and int(labels.max()) <= 2
     # image 0 alone gives the same labels as the single-image clustering on the masked
     # distances, with the same noise
-    x = tokens @ normal.T
-    stage1 = dpc_knn(x[0], 2, 1, noise=noise[0][0])
+    x = tokens[0] @ normal.T / (tokens[0].norm(dim=-1, keepdim=True) * normal.norm(dim=-1))
+    stage1 = dpc_knn(x, 2, 1, noise=noise[0][0])
     zero = (tokens[0][stage1 == 0].mean(0) @ normal[-1]) >= (
         tokens[0][stage1 == 1].mean(0) @ normal[-1]
     )
@@ -422,3 +422,21 @@ def test_generic_caption_for_a_part_without_one(tiny_backbone, tmp_path) -> None
     texts = build_prompt_texts(generic_caption("my_part"), derived_vocabularies(detector.caption))
     assert texts.attributes == {} and texts.caption == "my part"
     assert texts.image_handle[0] == "damaged my part"
+
+
+def test_official_multishot_with_one_shot_is_the_masked_single_image_clustering() -> None:
+    """One shot: stage 1, the background choice, stage 2 on the masked distances and
+    background tokens taking token 0's label, as :func:`aggregate_regions` does."""
+    for seed in range(3):
+        generator = torch.Generator().manual_seed(seed)
+        tokens = F.normalize(torch.randn(1, 64, 8, generator=generator), dim=-1)
+        normal = torch.randn(3, 8, generator=generator) * 3  # unnormalised, as the code
+        noise = (torch.rand(1, 64, generator=generator), torch.rand(1, 64, generator=generator))
+        official = aggregate_regions_official(tokens, normal, noise)[0]
+        norms = tokens[0].norm(dim=-1, keepdim=True) * normal.norm(dim=-1)[None]
+        x = tokens[0] @ normal.T / norms
+        stage1 = dpc_knn(x, 2, 1, noise=noise[0][0])
+        scores = [float(tokens[0][stage1 == label].mean(0) @ normal[-1]) for label in (0, 1)]
+        foreground = stage1 != int(torch.tensor(scores).argmax())
+        stage2 = dpc_knn(x, 3, 1, foreground, assign="masked", noise=noise[1][0])
+        assert official.tolist() == torch.where(foreground, stage2, stage2[0]).tolist()

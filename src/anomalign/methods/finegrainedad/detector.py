@@ -201,7 +201,8 @@ class FineGrainedAD(Detector):
             if category is None:
                 raise ConfigError("FineGrainedAD.fit needs a category or a caption (captions=).")
             key = normalize_category(category).split("/")[-1]
-            if key not in list_shipped():
+            is_file = category.endswith(".json") or Path(category).is_file()
+            if not is_file and key not in list_shipped():
                 _warn_generic(category)
                 return generic_caption(category)
             captions = category

@@ -156,16 +156,21 @@ def aggregate_regions_official(
     of the shot's token 0, foreground tokens keep their own.
 
     Args:
-        tokens: normalised projected tokens of the fine grid of every shot.
-        normal_features: ``(E+1, D)`` normal prompt features, components then background.
+        tokens: ``(k, N, D)`` normalised projected tokens of the fine grid of every shot.
+        normal_features: ``(E+1, D)`` normal prompt features, components then background,
+            unnormalised as the code passes them (the text tower's output).
         noise: the ``(k, N)`` uniform tie-break draws of stage 1 and stage 2.
     """
     tokens = tokens.float()
-    x = F.normalize(tokens, dim=-1) @ F.normalize(normal_features.float(), dim=-1).T
+    normal_features = normal_features.float()
+    # cosine similarity written as the code does (stage 1 with k=1 is sensitive to the
+    # last bit of these values)
+    norms = tokens.norm(dim=-1, keepdim=True) * normal_features.norm(dim=-1)[None, None]
+    x = (tokens @ normal_features.T) / norms
     shots, n = tokens.shape[:2]
     stage1 = dpc_knn_batched(x, 2, 1, None, noise[0])
     zero, one = stage1[0] == 0, stage1[0] == 1
-    background = normal_features[-1].float()
+    background = normal_features[-1]
     mask = stage1.clone()
     for shot in range(shots):
         score0 = tokens[shot, zero].mean(0) @ background

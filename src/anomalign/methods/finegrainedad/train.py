@@ -107,6 +107,10 @@ def compute_region_weights(
     h, w = backbone.grid_size
     fine = (tiles * h, tiles * w)
     if config.cluster_scope == "official":
+        # the code clusters with the unnormalised normal features (n_pro = 1: one row each)
+        raw = [levels[n].raw for n in names]
+        if all(r is not None for r in raw):
+            normal = torch.stack([r[0].mean(0) for r in raw])  # type: ignore[index]
         tokens = torch.stack([encode_tiled(backbone, image, tiles) for image in images])
         if noise is None:
             generator = torch.Generator().manual_seed(config.seed)
