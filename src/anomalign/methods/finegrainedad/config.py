@@ -59,7 +59,8 @@ class FineGrainedADConfig:
             "image 0" of the clustering); the official orders come from the global RNG.
         background_assignment: stage-2 label of background tokens: "masked" (argmin over
             the masked distances, so they join cluster 0 or token 0's cluster: the code)
-            or "nearest" (token 0's nearest centre on unmasked distances).
+            or "nearest" (token 0's nearest centre on unmasked distances). For the
+            "first" and "per_shot" scopes; the "official" scope is always "masked".
         region_pooling: 60x60 -> 15x15 pooling of the region weights: "unfold_view" (the
             code's ``F.unfold(...).view(ne, bs, -1, 16).mean``, which scrambles positions)
             or "avg" (true 4x4 average pooling).

@@ -345,7 +345,7 @@ class FineGrainedAD(Detector):
         self.caption, self.category = caption, category or caption.category
         self.learned = {
             **{f"seg.{k}": v.detach().cpu() for k, v in seg.named_parameters()},
-            **{f"cls.{k}": v.detach().cpu() for k, v in cls.named_parameters()},
+            **{f"cls.{k}": v.detach().cpu() for k, v in cls.named_parameters() if train_cls},
         }
         self.fit_info = {
             "shots": len(images),
