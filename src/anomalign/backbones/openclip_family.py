@@ -115,10 +115,20 @@ class OpenCLIPBackbone(Backbone):
         return self._encoders[vv_depth]
 
     def encode(
-        self, pixels: torch.Tensor, blocks: Iterable[int] = (), *, vv_depth: int | None = None
+        self,
+        pixels: torch.Tensor,
+        blocks: Iterable[int] = (),
+        *,
+        vv_depth: int | None = None,
+        aliased: bool = False,
     ) -> ImageTokens:
-        """One dual-path pass: global token, V-V local tokens and block tokens."""
-        tokens = self.encoder(vv_depth)(pixels, intermediate_blocks=blocks)
+        """One dual-path pass: global token, V-V local tokens and block tokens.
+
+        ``aliased=True`` returns the block tokens with the official hooks' in-place
+        aliasing (block b's output plus block b+1's attention residual; see
+        :meth:`DualPathEncoder.forward`); the default returns the clean block outputs.
+        """
+        tokens = self.encoder(vv_depth)(pixels, intermediate_blocks=blocks, aliased=aliased)
         tokens.intermediate_grids = {b: tokens.grid_size for b in tokens.intermediates}
         return tokens
 

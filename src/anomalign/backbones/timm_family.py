@@ -64,11 +64,18 @@ class TimmBackbone(Backbone):
 
     @torch.no_grad()
     def encode(
-        self, pixels: torch.Tensor, blocks: Iterable[int] = (), *, vv_depth: int | None = None
+        self,
+        pixels: torch.Tensor,
+        blocks: Iterable[int] = (),
+        *,
+        vv_depth: int | None = None,
+        aliased: bool = False,
     ) -> ImageTokens:
         """Pooled features and the flattened feature maps of ``blocks``; no local tokens."""
         if vv_depth is not None:
             raise ConfigError(f"Backbone '{self.spec}' has no V-V path (vv_depth is CLIP only).")
+        if aliased:
+            raise ConfigError(f"Backbone '{self.spec}' has no dual path (aliased is CLIP only).")
         wanted = self.check_blocks(blocks, "Blocks")
         dtype = next(self.model.parameters()).dtype
         x = pixels.to(self.device, dtype)

@@ -39,6 +39,10 @@ class AnoCLIPConfig:
         tta_steps, tta_lr, tta_weight_decay, noise_sigma, hard_loss_weight: TTA settings.
         optimizer_scope: "category" (one AdamW per category whose state carries across
             images, official) or "image" (fresh optimizer and random stream per image).
+        tta_loss_order: how the TTA loss is evaluated: "official" (the official
+            ``loss_func``: entropy and hard terms averaged separately, the hard term a
+            masked sum over both states) or "fused" (one mean of the summed terms). The
+            same in exact arithmetic, one float32 rounding step apart.
         seed: seed of the TTA random stream (adapter init and noise).
     """
 
@@ -60,6 +64,7 @@ class AnoCLIPConfig:
     noise_sigma: float = 0.055
     hard_loss_weight: float = 0.5
     optimizer_scope: Literal["category", "image"] = "category"
+    tta_loss_order: Literal["official", "fused"] = "official"
     seed: int = 111
 
     @classmethod
@@ -84,5 +89,10 @@ class AnoCLIPConfig:
 #: What each preset changes from the official values.
 PRESETS: dict[str, dict[str, Any]] = {
     "official": {},
-    "default": {"optimizer_scope": "image", "grammatical_prompts": True, "grayscale_on_raw": True},
+    "default": {
+        "optimizer_scope": "image",
+        "grammatical_prompts": True,
+        "grayscale_on_raw": True,
+        "tta_loss_order": "fused",
+    },
 }
