@@ -389,7 +389,7 @@ def render_markdown(
     lines += ["## Comparison (mean over categories, %)", ""]
     rows = [
         [
-            r.method,
+            _method_label(r),
             shots_text(r.shots),
             _seeds_text(r),
             *(fmt_stat(r.mean[m]) for m, _ in TABLE_METRICS),
@@ -514,6 +514,12 @@ def _published_section(
     if not any(line.startswith("### ") and "(context)" not in line for line in body):
         lines += ["No published numbers for these methods themselves at these shot counts.", ""]
     return lines + body
+
+
+def _method_label(r: RunSummary) -> str:
+    """The method name, with "★ ours" for methods of this project (no published method)."""
+    ours = any(u.get("method_info", {}).get("ours") for u in r.units)
+    return f"{r.method} ★ ours" if ours else r.method
 
 
 def _timing_section(anchors: Any, runs: list[RunSummary]) -> list[str]:

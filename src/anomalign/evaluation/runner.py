@@ -229,7 +229,7 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
-def test_subset(samples: Sequence[Sample], limit: int, seed: int = 0) -> list[Sample]:
+def stratified_subset(samples: Sequence[Sample], limit: int, seed: int = 0) -> list[Sample]:
     """At most ``limit`` test samples, stratified by label (each label keeps its share,
     at least one), chosen by the seeded hash order of :func:`stable_order`; in the
     original order."""
@@ -263,7 +263,7 @@ def _run_unit(unit: PlannedUnit, index: int, ctx: _Context) -> dict[str, Any]:
     if not samples:
         raise DataError(f"Category '{key.category}' has no test images.")
     if config.max_test is not None:
-        samples = test_subset(samples, config.max_test)
+        samples = stratified_subset(samples, config.max_test)
     shots = []
     if key.shots != 0:
         shots = ctx.dataset.shots(key.category, key.shots, key.seed or 0)
