@@ -3,7 +3,8 @@
 // is recomputed here with the service's rule (see anomalign/service/confidence.py).
 "use strict";
 
-const state = { detectors: [], detector: null, results: [], key: sessionStorage.getItem("anomalign-key") || "" };
+// `exact` holds a threshold set exactly (the bundle's), which the slider's steps would round.
+const state = { detectors: [], detector: null, results: [], exact: null, key: sessionStorage.getItem("anomalign-key") || "" };
 const $ = (id) => document.getElementById(id);
 
 function headers() {
@@ -42,18 +43,24 @@ function confidence(score, threshold, spread) {
 
 function currentThreshold() {
   const slider = $("threshold");
-  return slider.disabled ? null : Number(slider.value);
+  if (slider.disabled) return null;
+  return state.exact !== null ? state.exact : Number(slider.value);
 }
 
 function describeDetector(d) {
   const cal = d.calibration || {};
   const thr = d.threshold;
   const parts = [
-    `<b>${d.method}</b> on <code>${d.backbone}</code>`,
+    `${d.method} on ${d.backbone}`,
     thr ? `threshold ${fmt(thr.value)} (${thr.mode}${thr.fpr !== null && thr.fpr !== undefined ? ", target FPR " + thr.fpr : ""}; ${thr.source || "no source"})` : "no threshold in the bundle",
     `heatmap range [${fmt(cal.map_low)}, ${fmt(cal.map_high)}] from ${cal.source || "?"}`,
   ];
-  $("about").innerHTML = parts.map((p) => `<span>${p}</span>`).join("");
+  const about = $("about");
+  about.replaceChildren(...parts.map((text) => {
+    const span = document.createElement("span");
+    span.textContent = text;
+    return span;
+  }));
   const banner = $("untrained");
   banner.hidden = !d.untrained_backbone;
   banner.textContent = d.untrained_backbone ? "UNTRAINED BACKBONE: random weights, not a real result. Scores and heatmaps of this detector mean nothing." : "";
@@ -80,8 +87,10 @@ function setupSlider(keepValue) {
   slider.min = lo; slider.max = hi; slider.step = (hi - lo) / 1000;
   slider.disabled = false;
   $("reset").disabled = !d.threshold;
-  const initial = d.threshold ? d.threshold.value : (d.calibration.score_high ?? (lo + hi) / 2);
-  slider.value = keepValue ? Math.min(Math.max(previous, lo), hi) : initial;
+  if (!keepValue) {
+    state.exact = d.threshold ? d.threshold.value : (d.calibration.score_high ?? (lo + hi) / 2);
+  }
+  slider.value = state.exact !== null ? state.exact : Math.min(Math.max(previous, lo), hi);
   redecide();
 }
 
@@ -150,7 +159,9 @@ async function predict(files) {
   for (const file of images) form.append("file", file, file.name);
   try {
     const body = await api(`/v1/detectors/${encodeURIComponent(d.name)}/predict?overlays=true`, { method: "POST", body: form });
-    for (const result of body.results) addCard(result);
+    const batch = document.createDocumentFragment();
+    for (const result of body.results) batch.appendChild(makeCard(result));
+    $("results").prepend(batch);
     setupSlider(true);
     say(`${body.results.length} image(s) inspected in ${body.seconds.toFixed(2)} s.` + (body.warning ? " " + body.warning : ""));
   } catch (error) {
@@ -158,19 +169,23 @@ async function predict(files) {
   }
 }
 
-function addCard(result) {
+function makeCard(result) {
   const card = $("card").content.firstElementChild.cloneNode(true);
   card.querySelector(".overlay").src = "data:image/png;base64," + result.overlay_png;
   card.querySelector(".name").textContent = result.name || `image ${result.index}`;
   card.querySelector(".score").textContent = `score ${fmt(result.score)}`;
-  $("results").prepend(card);
   state.results.push({ score: result.score, card });
+  return card;
 }
 
 function wire() {
   $("detector").addEventListener("change", (e) => chooseDetector(e.target.value));
-  $("threshold").addEventListener("input", redecide);
-  $("reset").addEventListener("click", () => { $("threshold").value = state.detector.threshold.value; redecide(); });
+  $("threshold").addEventListener("input", () => { state.exact = null; redecide(); });
+  $("reset").addEventListener("click", () => {
+    state.exact = state.detector.threshold.value;
+    $("threshold").value = state.exact;
+    redecide();
+  });
   $("files").addEventListener("change", (e) => { predict(e.target.files); e.target.value = ""; });
   const drop = $("drop");
   drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
