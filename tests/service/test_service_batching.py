@@ -108,22 +108,40 @@ def test_batches_respect_max_batch_and_keep_each_image_its_result() -> None:
     assert fake.batches == [4, 4, 2]
 
 
-def test_max_wait_bounds_the_wait_for_a_lone_image() -> None:
+def test_a_batch_waits_only_for_announced_requests_and_at_most_max_wait() -> None:
     fake = _FakeDetector()
 
-    async def scenario() -> float:
-        batcher = MicroBatcher(fake, max_batch=64, max_wait_ms=30, queue_size=64)  # type: ignore[arg-type]
+    async def lone(announced: bool) -> float:
+        batcher = MicroBatcher(fake, max_batch=64, max_wait_ms=300, queue_size=64)  # type: ignore[arg-type]
         await batcher.start()
         started = time.perf_counter()
-        (future,) = batcher.submit([_image(1)])
-        await future
+        if announced:
+            with batcher.arriving():  # another request is reading its upload, never submits
+                (future,) = batcher.submit([_image(1)])
+                await future
+        else:
+            (future,) = batcher.submit([_image(1)])
+            await future
         elapsed = time.perf_counter() - started
         await batcher.stop()
         return elapsed
 
-    elapsed = asyncio.run(scenario())
-    assert 0.02 <= elapsed < 1.0
-    assert fake.batches == [1]
+    assert asyncio.run(lone(announced=False)) < 0.25  # nobody on the way: no wait
+    assert 0.29 <= asyncio.run(lone(announced=True)) < 2.0  # waits for it, then gives up
+    assert fake.batches == [1, 1]
+
+    async def joined() -> list[int]:
+        batcher = MicroBatcher(fake, max_batch=64, max_wait_ms=2000, queue_size=64)  # type: ignore[arg-type]
+        await batcher.start()
+        with batcher.arriving():  # request 2 is reading its upload
+            first = batcher.submit([_image(1)])  # request 1 is in: its batch waits for 2
+            await asyncio.sleep(0.05)
+            second = batcher.submit([_image(2)])
+        await asyncio.gather(*first, *second)
+        await batcher.stop()
+        return fake.batches[2:]
+
+    assert asyncio.run(joined()) == [2]
 
 
 def test_cancelled_images_are_skipped_and_stop_drains_the_queue() -> None:

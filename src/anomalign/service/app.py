@@ -382,6 +382,40 @@ def _label(index: int, name: str | None) -> str:
     return f"image {index}" + (f" ('{name}')" if name else "")
 
 
+async def _read_images(
+    request: Request, config: ServiceConfig, maps: bool, overlays: bool
+) -> tuple[list[Upload], list[Any], bool, bool]:
+    """The request's uploads, decoded (off the event loop), and the maps/overlays flags."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "multipart/form-data":
+        uploads = await _read_multipart(request)
+    elif content_type == "application/json":
+        uploads, json_maps, json_overlays = await _read_json(request)
+        maps, overlays = maps or json_maps, overlays or json_overlays
+    else:
+        raise ServiceError(
+            415,
+            "unsupported_media_type",
+            "Send multipart/form-data with one or more 'file' fields, or application/json "
+            f"with base64 images; got '{content_type or 'no content type'}'.",
+        )
+    if not uploads:
+        raise ServiceError(400, "no_images", "The request has no images (field 'file').")
+    if len(uploads) > config.max_images:
+        raise ServiceError(
+            413,
+            "too_many_images",
+            f"The request has {len(uploads)} images; the limit is {config.max_images}.",
+        )
+    rgbs = await asyncio.to_thread(
+        lambda: [
+            decode_image(data, config.max_pixels, _label(i, filename))
+            for i, (filename, data) in enumerate(uploads)
+        ]
+    )
+    return uploads, rgbs, maps, overlays
+
+
 # -- the application -------------------------------------------------------------------
 
 
@@ -454,37 +488,12 @@ def create_app(
     ) -> PredictResponse:
         """Score, decide and (on request) draw one or several images."""
         detector = service.lookup(name)
-        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if content_type == "multipart/form-data":
-            uploads = await _read_multipart(request)
-        elif content_type == "application/json":
-            uploads, json_maps, json_overlays = await _read_json(request)
-            maps, overlays = maps or json_maps, overlays or json_overlays
-        else:
-            raise ServiceError(
-                415,
-                "unsupported_media_type",
-                "Send multipart/form-data with one or more 'file' fields, or application/json "
-                f"with base64 images; got '{content_type or 'no content type'}'.",
-            )
-        if not uploads:
-            raise ServiceError(400, "no_images", "The request has no images (field 'file').")
-        if len(uploads) > config.max_images:
-            raise ServiceError(
-                413,
-                "too_many_images",
-                f"The request has {len(uploads)} images; the limit is {config.max_images}.",
-            )
-        rgbs = await asyncio.to_thread(
-            lambda: [
-                decode_image(data, config.max_pixels, _label(i, filename))
-                for i, (filename, data) in enumerate(uploads)
-            ]
-        )
-        started = request.state.started
         batcher = service.batchers[name]
-        futures = batcher.submit(rgbs)
+        with batcher.arriving():  # the batch being gathered waits for these images
+            uploads, rgbs, maps, overlays = await _read_images(request, config, maps, overlays)
+            futures = batcher.submit(rgbs)
         service.metrics.queue_depth.labels(name).set(batcher.pending)
+        started = request.state.started
         remaining = config.deadline_s - (time.perf_counter() - started)
         try:
             outcomes = await asyncio.wait_for(

@@ -3,7 +3,10 @@
 Each image of a request becomes an item in the detector's queue. A worker task takes the
 first waiting item, gathers more until ``max_batch`` images or ``max_wait_ms`` have passed
 (items already queued are taken at once), and runs one forward pass in the detector's own
-thread, so the event loop keeps accepting requests meanwhile. While a pass runs, new items
+thread, so the event loop keeps accepting requests meanwhile. It waits only for images
+already on their way: requests announce themselves (:meth:`MicroBatcher.arriving`) before
+their upload is read and decoded, and with none announced a batch starts at once, so a
+lone request never pays ``max_wait_ms``. While a pass runs, new items
 pile up and form the next batch: under load, batches fill up and throughput grows with
 concurrency instead of serialising on the model.
 
@@ -16,8 +19,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,12 +75,23 @@ class MicroBatcher:
         self._queue: asyncio.Queue[_Item | None] | None = None
         self._worker: asyncio.Task[None] | None = None
         self._pending = 0
+        self._arriving = 0
         self._closed = False
 
     @property
     def pending(self) -> int:
         """Images queued and not yet taken into a batch."""
         return self._pending
+
+    @contextmanager
+    def arriving(self) -> Iterator[None]:
+        """Announce a request whose images will be submitted within this block, so the
+        batch being gathered waits for them (up to ``max_wait_ms``)."""
+        self._arriving += 1
+        try:
+            yield
+        finally:
+            self._arriving -= 1
 
     async def start(self) -> None:
         """Start the worker in the running event loop."""
@@ -143,7 +158,7 @@ class MicroBatcher:
                 item = self._queue.get_nowait()
             except asyncio.QueueEmpty:
                 remaining = until - loop.time()
-                if remaining <= 0:
+                if remaining <= 0 or self._arriving == 0:
                     break
                 try:
                     item = await asyncio.wait_for(self._queue.get(), remaining)
