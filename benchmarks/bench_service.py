@@ -28,8 +28,9 @@ import httpx
 import numpy as np
 from PIL import Image
 
+import anomalign
 from anomalign.backbones import UntrainedBackboneWarning, load_backbone
-from anomalign.inspection import fit_detector
+from anomalign.inspection import fit_for_inspection
 from anomalign.service import load_served
 
 BACKBONES = ("anomalign-tiny:random", "ViT-B-16-plus-240:random")
@@ -133,16 +134,11 @@ def bench(spec: str, requests: int, args: argparse.Namespace, folder: Path) -> N
         rng.integers(0, 256, (side, side, 3), dtype=np.uint8) for _ in range(2 * args.max_batch)
     ]
     bundle = folder / f"{spec.split(':')[0]}.anomalign"
-    fit_detector(
-        "anoclip",
-        rgbs[:4],
-        category="bottle",
-        backbone=backbone,
-        method_options={"image_score": "single"},
-        fpr=0.25,
-        device=args.device,
-        out=bundle,
+    detector = anomalign.create_detector(
+        "anoclip", backbone=backbone, device=args.device, image_score="single"
     )
+    fit_for_inspection(detector, rgbs[:4], category="bottle", fpr=0.25)
+    detector.save(bundle)
     reference = in_process(bundle, backbone, rgbs, args.max_batch, args.repeats)
     images = [_png(rgb) for rgb in rgbs]
     port = _free_port()

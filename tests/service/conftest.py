@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
+import anomalign
 from anomalign.backbones import Backbone
 from anomalign.data import generate_synthetic_dataset
-from anomalign.inspection import fit_detector
+from anomalign.inspection import fit_for_inspection
 from anomalign.service import ServedDetector, load_served
 
 CATEGORY = "synth_texture"
@@ -38,16 +39,11 @@ def bundle_path(
 ) -> Path:
     """Zero-shot AnoCLIP calibrated on the normal train images, threshold at FPR 0.25."""
     out = tmp_path_factory.mktemp("service-bundle") / "synth.anomalign"
-    fit_detector(
-        "anoclip",
-        synth_root / CATEGORY / "train" / "good",
-        category=CATEGORY,
-        backbone=tiny_backbone,
-        method_options={"image_score": "single"},
-        fpr=0.25,
-        out=out,
+    detector = anomalign.create_detector("anoclip", backbone=tiny_backbone, image_score="single")
+    fit_for_inspection(
+        detector, synth_root / CATEGORY / "train" / "good", category=CATEGORY, fpr=0.25
     )
-    return out
+    return detector.save(out)
 
 
 @pytest.fixture()

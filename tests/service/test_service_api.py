@@ -93,7 +93,7 @@ def test_maps_and_overlays_on_request(served: ServedDetector, test_images: list[
     (result,) = reply.json()["results"]
     amap = Image.open(io.BytesIO(base64.b64decode(result["map_png"])))
     assert amap.mode.startswith("I;16") and amap.size == (64, 64)
-    expected = served.detector.predict([load_rgb(image)]).map_uint16(0)
+    expected = served.detector.predict([load_rgb(image)], output_size="image").map_uint16(0)
     np.testing.assert_array_equal(np.asarray(amap), expected)
     overlay = Image.open(io.BytesIO(base64.b64decode(result["overlay_png"])))
     assert overlay.mode == "RGB"

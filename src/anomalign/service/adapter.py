@@ -15,13 +15,16 @@ from typing import Any
 
 import numpy as np
 
+from anomalign.methods.base import Detector
+from anomalign.results import Prediction
 from anomalign.service.confidence import normal_spread
 from anomalign.service.images import encode_png
+from anomalign.viz.render import UNTRAINED_MARK
 
 #: Maps are computed at each image's own size (long side capped at 1024).
-MAP_SIZE: Any = None
-#: The warning every untrained-backbone result carries (as the overlays' red line does).
-UNTRAINED_WARNING = "UNTRAINED BACKBONE: random weights, not a real result"
+MAP_SIZE = "image"
+#: The warning every untrained-backbone result carries (the overlays' red line).
+UNTRAINED_WARNING = UNTRAINED_MARK
 #: Side of the grey image predicted once at start-up to warm a detector up.
 WARMUP_SIDE = 64
 
@@ -49,21 +52,23 @@ class BatchPrediction:
 
     scores: list[float]
     decisions: list[bool | None]
-    _result: Any
+    _result: Prediction | None
 
     def map_png(self, index: int) -> bytes:
         """The anomaly map of image ``index`` as a 16-bit grey PNG on the calibrated range."""
+        assert self._result is not None
         return encode_png(self._result.map_uint16(index))
 
     def overlay_png(self, index: int, rgb: np.ndarray) -> bytes:
         """The heatmap overlay (calibrated range, colour bar, untrained mark) as PNG."""
+        assert self._result is not None
         return encode_png(self._result.overlay(index, rgb, caption=False))
 
 
 class ServedDetector:
-    """A loaded detector under a name, with what the service needs to know about it."""
+    """A loaded :class:`~anomalign.Detector` under a name, with what the service needs."""
 
-    def __init__(self, name: str, detector: Any, source: str | Path | None = None) -> None:
+    def __init__(self, name: str, detector: Detector, source: str | Path | None = None) -> None:
         self.name = name
         self.detector = detector
         self.source = None if source is None else str(source)
@@ -134,6 +139,7 @@ def load_served(
     name: str, path: str | Path, *, device: str = "cpu", backbone: Any | None = None
 ) -> ServedDetector:
     """Load the bundle at ``path`` as detector ``name`` (``backbone``: reuse a loaded one)."""
-    from anomalign.inspection import load_detector
+    import anomalign
 
-    return ServedDetector(name, load_detector(path, device=device, backbone=backbone), path)
+    detector = anomalign.load_detector(path, device=device, backbone=backbone)
+    return ServedDetector(name, detector, path)
