@@ -105,12 +105,15 @@ def test_page_uploads_shows_overlays_and_redecides_with_the_slider(
         slider.send_keys(Keys.END)  # highest threshold: every image is normal
         wait.until(lambda d: _decisions(d) == ["normal", "normal"])
         assert browser.find_element(By.ID, "threshold-value").text != low_value
-        fpr = browser.find_element(By.ID, "fpr").text
-        assert fpr.startswith("FPR")
+        # the bundle holds its 4 normal scores: the FPR follows the slider
+        assert browser.find_element(By.ID, "fpr").text == "FPR on 4 validation images: 0.0%"
+        slider.send_keys(Keys.HOME)
+        wait.until(lambda d: d.find_element(By.ID, "fpr").text.endswith(": 100.0%"))
+        slider.send_keys(Keys.END)
 
         browser.find_element(By.ID, "reset").click()  # back to the bundle's threshold
         wait.until(lambda d: _decisions(d) == at_bundle)
-        assert "validation images" in browser.find_element(By.ID, "fpr").text
+        assert browser.find_element(By.ID, "fpr").text == "FPR on 4 validation images: 25.0%"
         shot = tmp_path / "serve.png"
         assert browser.save_screenshot(str(shot))
     with Image.open(shot) as image:

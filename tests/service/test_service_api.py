@@ -30,6 +30,10 @@ def test_lists_detectors_with_their_provenance(served: ServedDetector) -> None:
         assert entry["threshold"]["mode"] == "fpr" and entry["threshold"]["fpr"] == 0.25
         assert entry["calibration"]["n_images"] == 4
         assert entry["fit"]["category"] == "synth_texture"
+        # zero-shot: the 4 normal reference images are unbiased validation scores
+        assert len(entry["validation_scores"]) == 4
+        achieved = sum(s >= entry["threshold"]["value"] for s in entry["validation_scores"]) / 4
+        assert achieved == entry["threshold"]["stats"]["achieved_fpr"]
         assert entry["normal_spread"] == pytest.approx(
             entry["calibration"]["score_high"] - entry["calibration"]["score_low"]
         )

@@ -111,13 +111,9 @@ class ServedDetector:
         )
 
     def validation_scores(self) -> list[float] | None:
-        """The normal validation scores stored in the bundle, where it has them (for the
-        FPR of any threshold); None otherwise."""
-        threshold = self.detector.threshold
-        stats = {} if threshold is None else threshold.stats
-        scores = stats.get("normal_scores") or self.detector.describe().get("fit", {}).get(
-            "normal_scores"
-        )
+        """The unbiased normal scores the bundle's fit record holds (``anomalign fit``
+        stores them), for the FPR of any threshold; None where it has none."""
+        scores = self.detector.fit_record.get("normal_scores")
         return None if not scores else [float(s) for s in scores]
 
     def predict_batch(self, rgbs: Sequence[np.ndarray]) -> BatchPrediction:
