@@ -205,6 +205,7 @@ def test_probes_metrics_docs_and_page(served: ServedDetector, test_images: list[
     assert 'anomalign_images_total{detector="synth"}' in text
     assert 'anomalign_request_seconds_bucket{le="0.5",route="/v1/detectors/{name}/predict"}' in text
     assert 'anomalign_queue_depth{detector="synth"} 0.0' in text
+    assert "anomalign_in_flight 0.0" in text
     predict_body = schema["paths"]["/v1/detectors/{name}/predict"]["post"]["requestBody"]
     assert set(predict_body["content"]) == {"multipart/form-data", "application/json"}
     assert "/v1/detectors" in schema["paths"] and "/healthz" in schema["paths"]

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+import anomalign
 from anomalign.methods.base import Detector
 from anomalign.results import Prediction
 from anomalign.service.confidence import normal_spread
@@ -135,7 +136,5 @@ def load_served(
     name: str, path: str | Path, *, device: str = "cpu", backbone: Any | None = None
 ) -> ServedDetector:
     """Load the bundle at ``path`` as detector ``name`` (``backbone``: reuse a loaded one)."""
-    import anomalign
-
     detector = anomalign.load_detector(path, device=device, backbone=backbone)
     return ServedDetector(name, detector, path)

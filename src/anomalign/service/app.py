@@ -546,6 +546,7 @@ def create_app(
         """Prometheus metrics: requests, latency, errors, batch sizes, queue depth."""
         for detector_name, batcher in service.batchers.items():
             service.metrics.queue_depth.labels(detector_name).set(batcher.pending)
+        service.metrics.in_flight.set(service.in_flight - 1)
         body, media_type = service.metrics.render()
         return Response(body, media_type=media_type)
 

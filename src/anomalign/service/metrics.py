@@ -16,7 +16,7 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
 
 
 class ServiceMetrics:
-    """Requests, latency, errors, batch sizes, forward-pass time and queue depth."""
+    """Requests, latency, errors, batch sizes, forward-pass time, queue depth, in flight."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -63,6 +63,12 @@ class ServiceMetrics:
             "anomalign_queue_depth",
             "Images waiting for a forward pass.",
             ["detector"],
+            registry=self.registry,
+        )
+
+        self.in_flight = Gauge(
+            "anomalign_in_flight",
+            "HTTP requests being served (this scrape excluded).",
             registry=self.registry,
         )
 
