@@ -239,3 +239,17 @@ def test_several_detectors_are_served_by_name(
     ]
     assert {r["decision"] for r in second.json()["results"]} == {"anomalous"}
     assert traversal.status_code == 404
+
+
+def test_the_app_starts_again_after_a_shutdown(
+    served: ServedDetector, test_images: list[Path]
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from anomalign.service import create_app
+
+    app = create_app([served])
+    for _ in range(2):
+        with TestClient(app) as client:
+            reply = client.post("/v1/detectors/synth/predict", files=_files(test_images[:1]))
+            assert reply.status_code == 200, reply.text

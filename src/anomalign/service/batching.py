@@ -70,7 +70,7 @@ class MicroBatcher:
         self.queue_size = queue_size
         self.retry_after_s = retry_after_s
         self.on_batch = on_batch
-        self.executor = ThreadPoolExecutor(1, thread_name_prefix=f"anomalign-{detector.name}")
+        self.executor: ThreadPoolExecutor | None = None
         self.batches = 0
         self._queue: asyncio.Queue[_Item | None] | None = None
         self._worker: asyncio.Task[None] | None = None
@@ -94,7 +94,8 @@ class MicroBatcher:
             self._arriving -= 1
 
     async def start(self) -> None:
-        """Start the worker in the running event loop."""
+        """Start the worker in the running event loop (again after :meth:`stop`)."""
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix=f"anomalign-{self.detector.name}")
         self._queue = asyncio.Queue()
         self._closed = False
         self._worker = asyncio.create_task(self._run(), name=f"batcher-{self.detector.name}")
@@ -135,10 +136,13 @@ class MicroBatcher:
         if self._queue is not None and self._worker is not None:
             self._queue.put_nowait(None)
             await self._worker
-        self.executor.shutdown(wait=True)
+            self._worker = None
+        if self.executor is not None:
+            self.executor.shutdown(wait=True)
 
     async def run_in_thread(self, function: Callable[[], Any]) -> Any:
         """Run ``function`` in the detector's thread (between forward passes)."""
+        assert self.executor is not None, "start() the batcher first"
         return await asyncio.get_running_loop().run_in_executor(self.executor, function)
 
     def _take(self, item: _Item, batch: list[_Item]) -> None:
@@ -183,6 +187,7 @@ class MicroBatcher:
     async def _forward(self, batch: list[_Item]) -> None:
         loop = asyncio.get_running_loop()
         rgbs = [item.rgb for item in batch]
+        assert self.executor is not None
         started = time.perf_counter()
         try:
             prediction = await loop.run_in_executor(
