@@ -32,7 +32,7 @@ from anomalign.backbones.weights import (
     pretrained_cfg,
     resolve_tag_weights,
 )
-from anomalign.errors import ConfigError, WeightsUnavailableError
+from anomalign.errors import ConfigError, DataError, WeightsUnavailableError
 
 Precision = Literal["fp32", "bf16", "fp16"]
 PRECISIONS: dict[str, torch.dtype] = {
@@ -169,6 +169,57 @@ def _create(arch: str, pretrained: str | None, force_quick_gelu: bool, device) -
         raise
 
 
+#: What a checkpoint file given as ``ARCH:/path`` must hold (said in every refusal).
+ACCEPTED_CHECKPOINTS = (
+    "a .safetensors file, or a .bin/.pt/.pth file holding only tensors (a plain state "
+    "dict, optionally under 'state_dict'), with the parameters of the open_clip model"
+)
+
+
+def _refusal_reason(error: BaseException) -> str:
+    """Why torch / safetensors / open_clip refused a checkpoint, in our words (torch's
+    advice to unpickle untrusted files is never repeated)."""
+    import pickle
+
+    text = str(error)
+    if isinstance(error, pickle.UnpicklingError) or "Weights only load failed" in text:
+        return (
+            "it holds pickled Python objects besides tensors, which anomalign never loads "
+            "(unpickling a file can run arbitrary code)"
+        )
+    if "Error(s) in loading state_dict" in text:
+        problems = [
+            label
+            for marker, label in (
+                ("Missing key(s)", "missing keys"),
+                ("Unexpected key(s)", "unexpected keys"),
+                ("size mismatch", "tensors of the wrong size"),
+            )
+            if marker in text
+        ]
+        return "its parameters do not match the architecture (" + ", ".join(problems) + ")"
+    if type(error).__name__ == "SafetensorError" or "safetensors" in text.lower():
+        return f"it is not a valid safetensors file ({text.splitlines()[0][:160]})"
+    first = next((line for line in text.splitlines() if line.strip()), type(error).__name__)
+    if "weights_only" in first:
+        first = type(error).__name__
+    return f"it could not be read ({first[:160]})"
+
+
+def _create_from_file(spec: BackboneSpec, path: Path, device: torch.device) -> nn.Module:
+    """The model of ``spec`` with the weights of checkpoint ``path``; any refusal raises
+    :class:`~anomalign.errors.DataError` naming the file, the reason and what is accepted."""
+    try:
+        return _create(spec.arch, str(path), False, device)
+    except ConfigError:
+        raise
+    except Exception as error:
+        raise DataError(
+            f"Backbone '{spec}': checkpoint '{path}' was refused: {_refusal_reason(error)}. "
+            f"Expected {ACCEPTED_CHECKPOINTS} '{spec.arch}'."
+        ) from None
+
+
 def _check_local_dir(spec: BackboneSpec) -> None:
     folder = Path(spec.value).expanduser()
     if not folder.is_dir():
@@ -220,7 +271,7 @@ def _build_model(spec: BackboneSpec, device: torch.device, cache_dir: str | None
                 f"Backbone '{spec}': '{path.name}' is not a checkpoint; expected one of "
                 f"{', '.join(CHECKPOINT_SUFFIXES)}."
             )
-        return _create(spec.arch, str(path), False, device), str(path)
+        return _create_from_file(spec, path, device), str(path)
     if spec.source is WeightSource.TAG:
         quick_gelu = bool(pretrained_cfg(spec.arch, spec.value).get("quick_gelu", False))
         path = resolve_tag_weights(spec, cache_dir)
