@@ -354,8 +354,9 @@ def load_detector(path: str | Path, device: str = "cpu", backbone: Any | None = 
             to use instead of loading the bundle's; it must be the same backbone.
     """
     bundle = load_bundle(path)
-    cls = detector_class(bundle.method)
-    detector = cls.from_bundle(bundle, backbone=backbone, device=device)
+    with bundle.naming_errors():
+        cls = detector_class(bundle.method)
+        detector = cls.from_bundle(bundle, backbone=backbone, device=device)
     extra = bundle.extra
     return Inspector(
         detector,

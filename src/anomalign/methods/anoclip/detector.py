@@ -9,9 +9,10 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import BaseModel, Field
 
 from anomalign.backbones import Backbone, load_backbone
-from anomalign.bundles import DetectorBundle
+from anomalign.bundles import DetectorBundle, TensorSpec, check_tensors
 from anomalign.data.images import ImageInput, load_rgb
 from anomalign.data.tiling import stitch_tiles, tile_image
 from anomalign.data.transforms import resize_map
@@ -31,6 +32,14 @@ from anomalign.results import Prediction
 
 DEFAULT_BACKBONE = "ViT-B-16-plus-240:laion400m_e32"
 VIEW_BATCH = 32
+
+
+class AnoCLIPExtra(BaseModel):
+    """The ``extra`` entries an AnoCLIP bundle must hold (the prompt subject)."""
+
+    category: str | None = None
+    object_name: str = Field(min_length=1)
+    domain: Domain
 
 
 class AnoCLIP:
@@ -115,15 +124,25 @@ class AnoCLIP:
                 f"The bundle was fitted with backbone '{bundle.backbone}', not "
                 f"'{detector.backbone.spec}'."
             )
-        extra = bundle.extra
-        detector.category = extra.get("category")
-        detector.object_name = extra.get("object_name")
-        detector.domain = extra.get("domain")
-        key = (extra["object_name"], extra["domain"], detector.config.grammatical_prompts)
+        extra = bundle.extra_as(AnoCLIPExtra)
+        check_tensors(bundle, cls.bundle_tensors(), {"D": detector.backbone.embed_dim})
+        detector.category = extra.category
+        detector.object_name = extra.object_name
+        detector.domain = extra.domain
+        key = (extra.object_name, extra.domain, detector.config.grammatical_prompts)
         detector._models[key] = AnoCLIPModel(
             detector.config, bundle.tensors["text_pair"], bundle.tensors["prompt_basis"]
         ).to(detector.backbone.device)
         return detector
+
+    @staticmethod
+    def bundle_tensors() -> dict[str, TensorSpec]:
+        """The tensors of an AnoCLIP bundle: the normal/abnormal text pair ``(D, 2)`` and
+        the prompt-embedding basis ``(P, D)`` (``D``: the backbone's embedding width)."""
+        return {
+            "text_pair": TensorSpec(("D", 2)),
+            "prompt_basis": TensorSpec(("P", "D")),
+        }
 
     def model_for(
         self,
