@@ -8,11 +8,12 @@ Every failure raises :class:`ImageReadError` naming the file and what was expect
 
 from __future__ import annotations
 
+from contextlib import suppress
 from pathlib import Path
 from typing import TypeAlias
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from anomalign.errors import DataError
 
@@ -33,15 +34,39 @@ def _describe(source: object) -> str:
     return f"object of type {type(source).__name__}"
 
 
-def _open_path(path: Path) -> Image.Image:
+def _reduce_factor(size: tuple[int, int], max_side: int | None) -> int:
+    """The largest integer factor that keeps the long side at least ``max_side``."""
+    if max_side is None or max(size) <= max_side:
+        return 1
+    return max(1, max(size) // max_side)
+
+
+def _open_path(path: Path, max_side: int | None = None) -> Image.Image:
+    """Decode ``path`` in its displayed orientation (EXIF applied); with ``max_side``,
+    large images are shrunk while decoding (JPEG draft mode, then an integer reduce) so
+    that the long side stays at least ``max_side`` but memory stays bounded."""
     if not path.is_file():
         raise ImageReadError(f"Image file '{path}' does not exist or is not a file.")
     if path.stat().st_size == 0:
         raise ImageReadError(f"Image file '{path}' is empty (0 bytes).")
     try:
         with Image.open(path) as handle:
+            if max_side is not None and handle.format == "JPEG" and max(handle.size) > max_side:
+                scale = max_side / max(handle.size)
+                target = (max(1, round(handle.width * scale)), max(1, round(handle.height * scale)))
+                handle.draft(handle.mode, target)  # decode at 1/2, 1/4 or 1/8 scale
             handle.load()  # force decoding now: truncated files fail here, not later
-            return handle.copy()
+            image = handle.copy()
+        factor = _reduce_factor(image.size, max_side)
+        if factor > 1:
+            with suppress(ValueError):  # modes reduce() lacks (P, 1, I;16) stay full size
+                image = image.reduce(factor)
+        return ImageOps.exif_transpose(image)
+    except Image.DecompressionBombError as error:
+        raise ImageReadError(
+            f"Image file '{path}' is too large to decode safely ({error}). Expected at most "
+            f"{Image.MAX_IMAGE_PIXELS} pixels; raise PIL.Image.MAX_IMAGE_PIXELS if you trust it."
+        ) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise ImageReadError(
             f"Cannot decode image file '{path}': {error}. Expected a readable image "
@@ -102,12 +127,20 @@ def _pil_to_rgb(image: Image.Image, source: object) -> np.ndarray:
     return np.asarray(image, dtype=np.uint8).copy()
 
 
-def load_rgb(source: ImageInput) -> np.ndarray:
-    """Decode ``source`` into an ``(H, W, 3)`` uint8 RGB array."""
+def load_rgb(source: ImageInput, max_side: int | None = None) -> np.ndarray:
+    """Decode ``source`` into an ``(H, W, 3)`` uint8 RGB array, upright (EXIF orientation
+    applied to files and PIL images).
+
+    ``max_side``: files larger than this on their long side are shrunk while decoding
+    (by an integer factor, so the long side stays at least ``max_side``); None decodes
+    at full size. Arrays and PIL images are returned at their own size.
+    """
+    if max_side is not None and max_side < 1:
+        raise ValueError(f"max_side must be at least 1, got {max_side}")
     if isinstance(source, str | Path):
-        return _pil_to_rgb(_open_path(Path(source)), source)
+        return _pil_to_rgb(_open_path(Path(source), max_side), source)
     if isinstance(source, Image.Image):
-        return _pil_to_rgb(source, source)
+        return _pil_to_rgb(ImageOps.exif_transpose(source), source)
     if isinstance(source, np.ndarray):
         return _array_to_rgb(source, source)
     raise ImageReadError(
@@ -118,7 +151,7 @@ def load_rgb(source: ImageInput) -> np.ndarray:
 def load_mask(source: ImageInput) -> np.ndarray:
     """Decode a ground-truth mask into an ``(H, W)`` bool array (any non-zero pixel is True)."""
     if isinstance(source, str | Path):
-        image = _open_path(Path(source))
+        image = _open_path(Path(source))  # upright, like the image it belongs to
         array = np.asarray(image.convert("L") if image.mode in ("P", "RGB", "RGBA") else image)
     elif isinstance(source, Image.Image):
         array = np.asarray(source)
