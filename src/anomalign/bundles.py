@@ -32,6 +32,7 @@ from safetensors.torch import save_file
 
 from anomalign import __version__
 from anomalign.errors import AnomalignError, DataError
+from anomalign.outdir import file_mode
 
 BUNDLE_FORMAT = "anomalign-detector"
 BUNDLE_VERSION = 2
@@ -268,18 +269,12 @@ def save_bundle(bundle: DetectorBundle, path: str | Path) -> Path:
     os.close(handle)
     try:
         save_file(tensors, tmp, metadata=metadata)
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, file_mode())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _reject_constant(token: str) -> Any:

@@ -17,6 +17,8 @@ from typing import IO, Any
 
 import numpy as np
 
+from anomalign.outdir import file_mode
+
 
 def _atomic(path: Path, mode: str, write: Callable[[IO[Any]], None]) -> Path:
     path = Path(path)
@@ -28,6 +30,7 @@ def _atomic(path: Path, mode: str, write: Callable[[IO[Any]], None]) -> Path:
             write(stream)
             stream.flush()
             os.fsync(stream.fileno())
+        os.chmod(tmp, file_mode())  # mkstemp makes 0600; results follow the umask
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

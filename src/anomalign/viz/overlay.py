@@ -17,6 +17,7 @@ from PIL import Image, ImageDraw
 from scipy import ndimage
 
 from anomalign.data.transforms import resize_map, resize_mask, resize_rgb
+from anomalign.outdir import file_mode
 from anomalign.viz.colormaps import apply_colormap
 
 
@@ -105,10 +106,11 @@ def save_png(array: np.ndarray, path: str | Path) -> Path:
     """Write an image (uint8 RGB/L, or uint16 greyscale) to PNG atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
+    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(handle)
     try:
         Image.fromarray(array).save(tmp, format="PNG")
+        os.chmod(tmp, file_mode())  # mkstemp makes 0600; outputs follow the umask
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from anomalign.errors import AnomalignError, ConfigError
+from anomalign.outdir import file_mode
 from anomalign.prompts.captions.schema import (
     CaptionError,
     CategoryCaption,
@@ -461,7 +462,7 @@ def write_caption(caption: CategoryCaption, out: str | Path) -> Path:
             stream.write(caption.to_json())
             stream.flush()
             os.fsync(stream.fileno())
-        os.chmod(temporary, 0o644)
+        os.chmod(temporary, file_mode())
         os.replace(temporary, out)
     except BaseException:
         with suppress(FileNotFoundError):
