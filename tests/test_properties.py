@@ -122,3 +122,34 @@ def test_caption_loader_on_random_bytes(data: bytes) -> None:
 def test_caption_parser_on_random_json(data: Any) -> None:
     with contextlib.suppress(AnomalignError):
         parse_caption(data)
+
+
+option_names = st.sampled_from(
+    ["tta_steps", "tta_lr", "smoothing", "vv_depth", "seed", "memory_blocks", "lr", "n_ctx"]
+) | st.text(max_size=10)
+option_values = st.one_of(
+    st.text(max_size=12),
+    st.sampled_from(["1e15", "nan", "NaN", "Infinity", "-1", "[1, 2]", "[]", "{}", "null"]),
+    st.integers(-(10**20), 10**20).map(str),
+    st.floats().map(repr),
+    json_values.map(json.dumps),
+)
+
+
+@SETTINGS
+@given(
+    strings=st.lists(
+        st.tuples(option_names, st.sampled_from(["=", "", "=="]), option_values).map("".join),
+        max_size=3,
+    ),
+    method=st.sampled_from(["anoclip", "finegrainedad"]),
+)
+def test_option_strings_give_a_config_or_our_error(strings: list[str], method: str) -> None:
+    from anomalign.methods.anoclip import AnoCLIPConfig
+    from anomalign.methods.finegrainedad import FineGrainedADConfig
+    from anomalign.options import parse_key_value
+
+    config = AnoCLIPConfig if method == "anoclip" else FineGrainedADConfig
+    with contextlib.suppress(AnomalignError):
+        options = dict(parse_key_value(text, "--option") for text in strings)
+        config.from_preset("default", **options)
