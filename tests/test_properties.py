@@ -95,7 +95,7 @@ def test_bundle_loader_on_random_bytes(data: bytes) -> None:
 def test_bundle_loader_on_random_manifests(
     tiny_backbone: Backbone, manifest: dict[str, Any], tensors: dict[str, Any], good_sum: bool
 ) -> None:
-    from anomalign.inspection import load_detector
+    from anomalign.methods import load_detector
 
     with tempfile.TemporaryDirectory() as folder:
         path = _write_bundle(Path(folder), manifest, tensors, good_sum)

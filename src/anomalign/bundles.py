@@ -17,8 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -32,7 +30,7 @@ from safetensors.torch import save_file
 
 from anomalign import __version__
 from anomalign.errors import AnomalignError, DataError
-from anomalign.outdir import file_mode
+from anomalign.io import atomic_path
 
 BUNDLE_FORMAT = "anomalign-detector"
 BUNDLE_VERSION = 2
@@ -78,7 +76,7 @@ class StandardExtra(BaseModel):
 
     threshold: ThresholdRecord | None = None
     calibration: CalibrationRecord | None = None
-    inspection: dict[str, Any] = Field(default_factory=dict)
+    fit_record: dict[str, Any] = Field(default_factory=dict)
 
 
 class BundleManifest(BaseModel):
@@ -243,7 +241,6 @@ def _finite_json(value: Any) -> bool:
 def save_bundle(bundle: DetectorBundle, path: str | Path) -> Path:
     """Write ``bundle`` to ``path`` atomically and return the path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     manifest = BundleManifest(
         method=bundle.method,
         backbone=bundle.backbone,
@@ -265,15 +262,8 @@ def save_bundle(bundle: DetectorBundle, path: str | Path) -> Path:
         "manifest": manifest_text,
         "sha256": tensor_digest(manifest_text, tensors),
     }
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.chmod(tmp, file_mode())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
     return path
 
 

@@ -20,29 +20,9 @@ from pathlib import Path
 from types import TracebackType
 
 from anomalign.errors import DataError
+from anomalign.io import TMP_SUFFIX, file_mode
 
 LOCK_NAME = ".anomalign.lock"
-#: Suffix of every temporary file our atomic writers create (``.NAME.XXXX.tmp``).
-TEMP_SUFFIX = ".tmp"
-
-
-def current_umask() -> int:
-    """The process umask, read without changing it where the platform allows."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def file_mode() -> int:
-    """Permissions of a new regular file under the current umask (``0o666 & ~umask``)."""
-    return 0o666 & ~current_umask()
 
 
 def _nearest_existing(path: Path) -> Path:
@@ -83,7 +63,7 @@ def remove_stale_temporaries(folder: str | Path) -> list[Path]:
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames[:] = [d for d in dirnames if not os.path.islink(os.path.join(dirpath, d))]
         for name in filenames:
-            if name.startswith(".") and name.endswith(TEMP_SUFFIX) and name.count(".") >= 3:
+            if name.startswith(".") and name.endswith(TMP_SUFFIX) and name.count(".") >= 3:
                 path = Path(dirpath) / name
                 try:
                     path.unlink()

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from inspect_helpers import fit_detector
 from safetensors import safe_open
 from safetensors.torch import save_file
 
@@ -17,7 +18,7 @@ from anomalign.backbones import Backbone
 from anomalign.bundles import tensor_digest
 from anomalign.cli import main
 from anomalign.errors import AnomalignError
-from anomalign.inspection import Inspector, fit_detector, load_detector
+from anomalign.methods import Detector, load_detector
 
 pytestmark = pytest.mark.filterwarnings("ignore::anomalign.backbones.UntrainedBackboneWarning")
 
@@ -43,7 +44,7 @@ def _tamper(source: Path, target: Path, edit: Edit, rehash: bool = True) -> Path
 
 
 @pytest.fixture(scope="module")
-def anoclip_bundle(inspector: Inspector, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def anoclip_bundle(inspector: Detector, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return inspector.save(tmp_path_factory.mktemp("bundles") / "anoclip.anomalign")
 
 
@@ -152,7 +153,7 @@ def _empty_memory(manifest: dict[str, Any], tensors: dict[str, torch.Tensor]) ->
     [
         (_empty_memory, "tensor 'memory.2' has shape (0,"),
         (lambda m, t: t.pop("memory.1"), "['memory.1'] are missing"),
-        (lambda m, t: t.update({"memory.1": t["memory.1"][:, :3].contiguous()}), "W = "),
+        (lambda m, t: t.update({"memory.1": t["memory.1"][:, :3].contiguous()}), "W1 = "),
         (lambda m, t: t.update(seg_keys=t["seg_keys"][:1]), "Ls = "),
         (lambda m, t: m["extra"].update(caption_hash="0" * 64), "does not match its hash"),
         (
@@ -186,7 +187,7 @@ def _scale(manifest: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
 
 
 def test_valid_bundle_still_loads_and_predicts_alike(
-    inspector: Inspector, anoclip_bundle: Path, tiny_backbone: Backbone, test_dir: Path
+    inspector: Detector, anoclip_bundle: Path, tiny_backbone: Backbone, test_dir: Path
 ) -> None:
     images = sorted((test_dir / "good").iterdir())[:2]
     loaded = load_detector(anoclip_bundle, backbone=tiny_backbone)
