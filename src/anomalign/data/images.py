@@ -8,6 +8,7 @@ Every failure raises :class:`ImageReadError` naming the file and what was expect
 
 from __future__ import annotations
 
+import os
 from contextlib import suppress
 from pathlib import Path
 from typing import TypeAlias
@@ -26,13 +27,23 @@ IMAGE_SUFFIXES: frozenset[str] = frozenset(
 )
 
 
+_ORIENTATION = 0x0112  # the EXIF orientation tag
+
+
 class ImageReadError(DataError):
     """An image could not be read or has an unsupported shape, type or size."""
 
 
+def path_text(path: str | Path) -> str:
+    """``path`` as printable UTF-8 text: bytes that are not UTF-8 (surrogate-escaped by
+    the OS layer) are written as ``\\xNN``, so a name can go into JSON, CSV and file
+    names without raising ``UnicodeEncodeError``."""
+    return os.fsencode(os.fspath(path)).decode("utf-8", errors="backslashreplace")
+
+
 def _describe(source: object) -> str:
     if isinstance(source, str | Path):
-        return f"'{source}'"
+        return f"'{path_text(source)}'"
     if isinstance(source, np.ndarray):
         return f"numpy array of shape {source.shape} and dtype {source.dtype}"
     if isinstance(source, Image.Image):
@@ -48,15 +59,30 @@ def _reduce_factor(size: tuple[int, int], max_side: int | None) -> int:
 
 
 def _open_path(path: Path, max_side: int | None = None) -> Image.Image:
-    """Decode ``path`` in its displayed orientation (EXIF applied); with ``max_side``,
-    large images are shrunk while decoding (JPEG draft mode, then an integer reduce) so
-    that the long side stays at least ``max_side`` but memory stays bounded."""
+    """:func:`_decode` without the original size."""
+    return _decode(path, max_side)[0]
+
+
+def _decode(path: Path, max_side: int | None = None) -> tuple[Image.Image, tuple[int, int]]:
+    """Decode ``path`` in its displayed orientation (EXIF applied), with its displayed
+    ``(height, width)`` at full size. With ``max_side``, large images are shrunk while
+    decoding (JPEG draft mode, then an integer reduce) so that the long side stays at
+    least ``max_side`` but memory stays bounded."""
+    name = path_text(path)
     if not path.is_file():
-        raise ImageReadError(f"Image file '{path}' does not exist or is not a file.")
+        if path.is_symlink():
+            raise ImageReadError(
+                f"Image file '{name}' is a broken symbolic link (its target is missing or "
+                "it points at itself)."
+            )
+        raise ImageReadError(f"Image file '{name}' does not exist or is not a file.")
     if path.stat().st_size == 0:
-        raise ImageReadError(f"Image file '{path}' is empty (0 bytes).")
+        raise ImageReadError(f"Image file '{name}' is empty (0 bytes).")
     try:
         with Image.open(path) as handle:
+            width, height = handle.size
+            if handle.getexif().get(_ORIENTATION, 1) in (5, 6, 7, 8):  # shown rotated 90°
+                width, height = height, width
             if max_side is not None and handle.format == "JPEG" and max(handle.size) > max_side:
                 scale = max_side / max(handle.size)
                 target = (max(1, round(handle.width * scale)), max(1, round(handle.height * scale)))
@@ -67,15 +93,15 @@ def _open_path(path: Path, max_side: int | None = None) -> Image.Image:
         if factor > 1:
             with suppress(ValueError):  # modes reduce() lacks (P, 1, I;16) stay full size
                 image = image.reduce(factor)
-        return ImageOps.exif_transpose(image)
+        return ImageOps.exif_transpose(image), (height, width)
     except Image.DecompressionBombError as error:
         raise ImageReadError(
-            f"Image file '{path}' is too large to decode safely ({error}). Expected at most "
+            f"Image file '{name}' is too large to decode safely ({error}). Expected at most "
             f"{Image.MAX_IMAGE_PIXELS} pixels; raise PIL.Image.MAX_IMAGE_PIXELS if you trust it."
         ) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise ImageReadError(
-            f"Cannot decode image file '{path}': {error}. Expected a readable image "
+            f"Cannot decode image file '{name}': {error}. Expected a readable image "
             "(PNG, JPEG, BMP, TIFF, ...)."
         ) from error
 
@@ -152,6 +178,13 @@ def load_rgb(source: ImageInput, max_side: int | None = None) -> np.ndarray:
     raise ImageReadError(
         f"Cannot read {_describe(source)}: expected a path, a PIL image or a numpy array."
     )
+
+
+def load_rgb_sized(path: str | Path, max_side: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """:func:`load_rgb` of a file shrunk at decode time to about ``max_side``, with the
+    file's full displayed ``(height, width)``."""
+    image, size = _decode(Path(path), max_side)
+    return _pil_to_rgb(image, path), size
 
 
 def load_mask(source: ImageInput) -> np.ndarray:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,10 +31,10 @@ from anomalign.bundles import (
     save_bundle,
 )
 from anomalign.calibration import Calibration, calibrate
-from anomalign.data.images import ImageInput, load_rgb
+from anomalign.data.images import ImageInput, load_rgb, path_text
 from anomalign.data.inputs import expand_inputs
 from anomalign.data.transforms import resize_map
-from anomalign.errors import ConfigError
+from anomalign.errors import ConfigError, NonFiniteResultError
 from anomalign.results import Prediction
 from anomalign.thresholds import Threshold, manual_threshold, threshold_at_fpr, threshold_f1
 from anomalign.viz.render import MAX_SIDE, fit_size
@@ -46,7 +47,7 @@ EXTRA_KEYS: tuple[str, ...] = ("threshold", "calibration", "fit_record")
 def describe_input(item: ImageInput) -> str:
     """A path as text, or the type of an in-memory image (for provenance records)."""
     if isinstance(item, str | Path):
-        return str(item)
+        return path_text(item)
     return f"<{type(item).__name__}>"
 
 
@@ -57,10 +58,39 @@ def gather_images(items: ImageInput | Sequence[ImageInput]) -> list[ImageInput]:
     gathered: list[ImageInput] = []
     for item in items:
         if isinstance(item, str | Path):
-            gathered += expand_inputs([item])
+            found = expand_inputs([item])
+            if Path(item).is_dir():  # a folder's broken links are skipped, with a warning
+                broken = [p for p in found if p.is_symlink() and not p.exists()]
+                if broken:
+                    names = ", ".join(path_text(p) for p in broken[:3])
+                    warnings.warn(
+                        f"Skipped {len(broken)} broken symbolic link(s) (missing target or a "
+                        f"link loop) in '{path_text(item)}': {names}",
+                        stacklevel=2,
+                    )
+                    found = [p for p in found if p not in broken]
+            gathered += found
         else:
             gathered.append(item)
     return gathered
+
+
+def _check_finite(prediction: Prediction, items: Sequence[ImageInput]) -> None:
+    """Raise :class:`NonFiniteResultError` naming the images whose score or map holds NaN
+    or infinity: such an image gets no verdict (NaN would compare as "normal")."""
+    bad = [
+        index
+        for index in range(len(prediction))
+        if not (np.isfinite(prediction.scores[index]) and np.isfinite(prediction.maps[index]).all())
+    ]
+    if bad:
+        names = ", ".join(describe_input(items[i]) for i in bad[:3])
+        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        raise NonFiniteResultError(
+            f"The detector gave a non-finite (NaN or infinite) score or map for {len(bad)} of "
+            f"{len(prediction)} image(s): {names}{more}. Its bundle or options are broken; "
+            "no decision was made."
+        )
 
 
 class Detector(ABC):
@@ -214,6 +244,7 @@ class Detector(ABC):
         if not parts:
             raise ConfigError("predict() got no images.")
         prediction = Prediction.concat(parts)
+        _check_finite(prediction, items)
         prediction.calibration = self.calibration
         prediction.decide(None if self.threshold is None else self.threshold.value)
         prediction.info["threshold"] = prediction.threshold
