@@ -142,14 +142,15 @@ option_values = st.one_of(
         st.tuples(option_names, st.sampled_from(["=", "", "=="]), option_values).map("".join),
         max_size=3,
     ),
-    method=st.sampled_from(["anoclip", "finegrainedad"]),
+    method=st.sampled_from(["anoclip", "anoclip+", "finegrainedad"]),
 )
 def test_option_strings_give_a_config_or_our_error(strings: list[str], method: str) -> None:
-    from anomalign.methods.anoclip import AnoCLIPConfig
-    from anomalign.methods.finegrainedad import FineGrainedADConfig
+    from anomalign.methods import method_spec
     from anomalign.options import parse_key_value
 
-    config = AnoCLIPConfig if method == "anoclip" else FineGrainedADConfig
+    spec = method_spec(method)
     with contextlib.suppress(AnomalignError):
-        options = dict(parse_key_value(text, "--option") for text in strings)
-        config.from_preset("default", **options)
+        texts = dict(parse_key_value(text, "--option") for text in strings)
+        options = spec.coerce_options(texts)
+        config = {k: v for k, v in options.items() if k not in ("shots", "precision", "device")}
+        spec.config.from_preset("default", **{**spec.fixed, **config})
