@@ -23,13 +23,7 @@ from typing import Any, ClassVar, Literal, Self
 
 import numpy as np
 
-from anomalign.bundles import (
-    DetectorBundle,
-    TensorSpec,
-    check_tensors,
-    load_bundle,
-    save_bundle,
-)
+from anomalign.bundles import DetectorBundle, TensorSpec, check_tensors, save_bundle
 from anomalign.calibration import Calibration, calibrate
 from anomalign.data.images import ImageInput, load_rgb, path_text
 from anomalign.data.inputs import expand_inputs
@@ -364,13 +358,6 @@ class Detector(ABC):
         """Write the bundle atomically (one safetensors file); remember where it lives."""
         self.path = save_bundle(self.to_bundle(), path)
         return self.path
-
-    @classmethod
-    def load(cls, path: str | Path, *, backbone: Any = None, device: str = "cpu") -> Self:
-        """Load a bundle written by :meth:`save` (it must be of this class's method)."""
-        detector = cls.from_bundle(load_bundle(path), backbone=backbone, device=device)
-        detector.path = Path(path)
-        return detector
 
     def clone(self, *, fitted: bool = False) -> Self:
         """A new detector with the same parameters and backbone (scikit-learn's ``clone``);
