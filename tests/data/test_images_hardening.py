@@ -53,3 +53,17 @@ def test_large_image_is_shrunk_while_decoding(tmp_path: Path, suffix: str) -> No
     assert 300 <= max(small.shape[:2]) < 600
     assert small.shape[1] / small.shape[0] == pytest.approx(2000 / 1200, rel=0.02)
     assert load_rgb(path, max_side=5000).shape == full.shape
+
+
+def test_methods_decode_huge_files_shrunk_and_ordinary_ones_whole(tmp_path: Path) -> None:
+    from anomalign.backbones.preprocess import ImagePreprocessor
+    from anomalign.data.images import METHOD_DECODE_SIDE
+
+    wide = tmp_path / "wide.png"
+    Image.new("RGB", (2 * METHOD_DECODE_SIDE + 100, 30), (200, 10, 10)).save(wide)
+    ordinary = tmp_path / "ordinary.png"
+    Image.new("RGB", (2 * METHOD_DECODE_SIDE - 1, 30), (10, 200, 10)).save(ordinary)
+    assert load_rgb(wide, max_side=METHOD_DECODE_SIDE).shape == (15, METHOD_DECODE_SIDE + 50, 3)
+    assert load_rgb(ordinary, max_side=METHOD_DECODE_SIDE).shape == load_rgb(ordinary).shape
+    pixels = ImagePreprocessor(image_size=(32, 32))([wide, ordinary])
+    assert pixels.shape == (2, 3, 32, 32)

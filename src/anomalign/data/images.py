@@ -28,6 +28,10 @@ IMAGE_SUFFIXES: frozenset[str] = frozenset(
 
 
 _ORIENTATION = 0x0112  # the EXIF orientation tag
+#: Files whose long side is at least twice this are shrunk by an integer factor while
+#: decoding for a method (the long side stays >= this), so a 10000² photo costs tens of
+#: MB, not gigabytes; smaller files (every benchmark dataset) decode at full size.
+METHOD_DECODE_SIDE = 2048
 
 
 class ImageReadError(DataError):

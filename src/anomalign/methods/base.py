@@ -25,7 +25,7 @@ import numpy as np
 
 from anomalign.bundles import DetectorBundle, TensorSpec, check_tensors, save_bundle
 from anomalign.calibration import Calibration, calibrate
-from anomalign.data.images import ImageInput, load_rgb, path_text
+from anomalign.data.images import METHOD_DECODE_SIDE, ImageInput, load_rgb, path_text
 from anomalign.data.inputs import expand_inputs
 from anomalign.data.transforms import resize_map
 from anomalign.errors import ConfigError, NonFiniteResultError
@@ -213,15 +213,15 @@ class Detector(ABC):
             raise ConfigError(f"batch_size must be at least 1, got {batch_size}.")
         items = gather_images(images)
         per_image = output_size == "image"
-        if per_image:
-            items = [load_rgb(item) for item in items]
-        elif isinstance(output_size, str):
+        if isinstance(output_size, str) and not per_image:
             raise ConfigError(
                 f"output_size must be an int, (h, w), 'image' or None, got {output_size!r}."
             )
         parts = []
         for start in range(0, len(items), batch_size):
             chunk = items[start : start + batch_size]
+            if per_image:  # decoded one batch at a time, large files shrunk while decoding
+                chunk = [load_rgb(item, max_side=METHOD_DECODE_SIDE) for item in chunk]
             part = self._predict(
                 chunk,
                 category=category,

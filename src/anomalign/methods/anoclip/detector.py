@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from anomalign.backbones import DEFAULT_BACKBONE, Backbone, as_backbone
 from anomalign.bundles import DetectorBundle, TensorSpec
 from anomalign.components.postprocess import gaussian_smooth
-from anomalign.data.images import ImageInput, load_rgb
+from anomalign.data.images import METHOD_DECODE_SIDE, ImageInput, load_rgb
 from anomalign.data.tiling import stitch_tiles, tile_image
 from anomalign.data.transforms import resize_map
 from anomalign.errors import ConfigError
@@ -258,7 +258,9 @@ class AnoCLIP(Detector):
         if height != width:
             raise ConfigError("tiling='tiles' needs a backbone with a square input size.")
         pre = self.preprocessor
-        tiles, boxes, size = tile_image(load_rgb(item), height, pre.interpolation)
+        tiles, boxes, size = tile_image(
+            load_rgb(item, max_side=METHOD_DECODE_SIDE), height, pre.interpolation
+        )
         pixels = torch.stack([pre.normalize(t) for t in tiles]).to(self.backbone.device)
         tokens = self._encode(pixels)
         score = model.image_scores(tokens.global_token[None])

@@ -15,7 +15,7 @@ from anomalign.backbones import DEFAULT_BACKBONE, Backbone, as_backbone
 from anomalign.bundles import DetectorBundle, TensorSpec
 from anomalign.components.memory import PatchMemory
 from anomalign.components.postprocess import gaussian_smooth, upsample
-from anomalign.data.images import ImageInput, load_rgb
+from anomalign.data.images import METHOD_DECODE_SIDE, ImageInput, load_rgb
 from anomalign.errors import ConfigError
 from anomalign.methods.base import Detector
 from anomalign.methods.finegrainedad.config import FineGrainedADConfig, Preset
@@ -238,7 +238,10 @@ class FineGrainedAD(Detector):
 
     def _pixels(self, images: list[ImageInput]) -> torch.Tensor:
         if self.config.test_bgr:  # the code feeds cv2's BGR test images unconverted
-            images = [np.ascontiguousarray(load_rgb(i)[..., ::-1]) for i in images]
+            images = [
+                np.ascontiguousarray(load_rgb(i, max_side=METHOD_DECODE_SIDE)[..., ::-1])
+                for i in images
+            ]
         return self.backbone.preprocess(images)
 
     def _require_fitted(self) -> FineGrainedADModel:
