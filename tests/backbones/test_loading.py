@@ -179,3 +179,15 @@ def test_cli_reports_offline_failure_without_traceback(tmp_path: Path) -> None:
     assert result.returncode == 3, result.stderr
     assert "WeightsUnavailableError" in result.stdout
     assert time.perf_counter() - started < 30.0
+
+
+def test_timm_checkpoint_refusals_name_the_file(tmp_path: Path) -> None:
+    evil = tmp_path / "evil.pth"
+    torch.save({"payload": _Payload()}, evil)
+    wrong = tmp_path / "wrong.safetensors"
+    save_file({"not.a.parameter": torch.zeros(3)}, str(wrong))
+    for path, needle in ((evil, "pickled Python objects"), (wrong, "do not match")):
+        with pytest.raises(DataError) as caught:
+            load_backbone(f"timm:resnet18:{path}")
+        message = str(caught.value)
+        assert str(path) in message and needle in message and "weights_only" not in message

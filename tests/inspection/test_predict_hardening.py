@@ -170,6 +170,7 @@ def test_symlink_loop_is_skipped_and_dangling_link_is_an_error_row(
     assert rows["sub/good"]["status"] == "ok"
     for key in ("loop", "sub/dangling"):
         assert rows[key]["status"] == "error" and "broken symbolic link" in rows[key]["error"]
+    assert rows["sub/dangling"]["image"] == str(folder / "sub" / "dangling.png")
     with pytest.warns(UserWarning, match="Skipped 2 broken symbolic link"):
         prediction = zero_shot.predict(folder)
     assert len(prediction) == 1

@@ -233,7 +233,10 @@ def file_digest(path: Path) -> str | None:
 
 
 def image_id(path: Path) -> str:
-    """How rows name an image: its resolved path as printable text."""
+    """How rows name an image: its resolved path as printable text (a broken link is
+    named as itself, not by the target it lacks)."""
+    if path.is_symlink() and not path.exists():
+        return path_text(os.path.abspath(path))
     return path_text(safe_resolve(path))
 
 
