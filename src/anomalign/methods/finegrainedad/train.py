@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from anomalign.data.images import ImageInput, load_rgb
+from anomalign.data.images import METHOD_DECODE_SIDE, ImageInput, load_rgb
 from anomalign.data.transforms import resize_rgb
 from anomalign.methods.finegrainedad.config import FineGrainedADConfig
 from anomalign.methods.finegrainedad.losses import mlsa_loss
@@ -71,7 +71,7 @@ def encode_tiled(backbone, image: ImageInput, tiles: int) -> torch.Tensor:
     grid ``(tiles*h, tiles*w)``; returns ``(tiles*h*tiles*w, D)``.
     """
     height, width = backbone.image_size
-    rgb = resize_rgb(load_rgb(image), (height * tiles, width * tiles))
+    rgb = resize_rgb(load_rgb(image, max_side=METHOD_DECODE_SIDE), (height * tiles, width * tiles))
     crops = [
         backbone.preprocessor.normalize(
             np.ascontiguousarray(rgb[r * height : (r + 1) * height, c * width : (c + 1) * width])
