@@ -119,7 +119,7 @@ class Backbone:
     @cached_property
     def text(self) -> TextEncoder:
         """The text encoder (prompt lists and learnable prompt embeddings)."""
-        return TextEncoder(self.model, self.tokenizer)
+        return TextEncoder(self.model, self.tokenizer, name=self.spec.arch)
 
     def preprocess(self, images) -> torch.Tensor:
         """Decode, squash-resize and normalise images onto the backbone's device."""
