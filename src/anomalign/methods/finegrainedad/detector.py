@@ -121,6 +121,7 @@ class FineGrainedAD:
         category: str | None = None,
         captions: CaptionSource | Mapping[str, CaptionSource] | None = None,
         progress: bool | None = None,
+        fast: bool = True,
     ) -> FineGrainedAD:
         """Learn the prompts on the k normal images and build the patch memory.
 
@@ -130,6 +131,8 @@ class FineGrainedAD:
             captions: a shipped caption name, a caption JSON path, a :class:`CategoryCaption`,
                 or a mapping from category to one of those.
             progress: show a progress bar (None: only on a terminal).
+            fast: False runs the reference (pre-optimisation) training path: full-length
+                prompts, per-step products. Same result, slower; for benchmarks and tests.
         """
         images = _as_list(normal_images)
         if not images:
@@ -154,23 +157,28 @@ class FineGrainedAD:
         cls.to(self.backbone.device)
         weights = None
         mark = time.perf_counter()
+        truncate = None if fast else False
         if config.region_aggregation:
-            weights, _ = compute_region_weights(self.backbone, self.encoder, images, seg, config)
+            weights, _ = compute_region_weights(
+                self.backbone, self.encoder, images, seg, config, truncate=truncate
+            )
         timings["regions"], mark = time.perf_counter() - mark, time.perf_counter()
         seg_losses = train_learner(
             seg, text, shots.local, scale, config, config.seg_epochs, weights,
-            desc="FineGrainedAD seg", progress=progress,
+            desc="FineGrainedAD seg", progress=progress, fast=fast,
         )  # fmt: skip
         timings["seg_train"], mark = time.perf_counter() - mark, time.perf_counter()
         cls_losses = train_learner(
             cls, text, shots.glob, scale, config, config.cls_epochs, None, reg_loss=False,
-            desc="FineGrainedAD cls", progress=progress,
+            desc="FineGrainedAD cls", progress=progress, fast=fast,
         )  # fmt: skip
         timings["cls_train"] = time.perf_counter() - mark
-        with torch.no_grad():
-            seg_levels, cls_levels = seg.encode(text), cls.encode(text)
+        with torch.inference_mode():
+            seg_levels = seg.encode(text, truncate=truncate)
+            cls_levels = cls.encode(text, truncate=truncate)
             seg_pairs = torch.stack([seg_levels[n].pair() for n in seg.level_names])
             cls_pairs = torch.stack([cls_levels[n].pair() for n in cls.level_names])
+        seg_pairs, cls_pairs = seg_pairs.clone(), cls_pairs.clone()  # plain tensors
         memory = self._memory(shots.intermediates, from_tokens=True)
         self.model = FineGrainedADModel(
             seg_pairs,

@@ -4,6 +4,13 @@ The k shots are encoded once (the backbone is frozen) and form a single batch. T
 region weights are computed once, before the first step, from the prompts at their
 initial values (as the code does at its first iteration). Training is SGD with cosine
 annealing for a fixed number of epochs; nothing is selected on test data.
+
+Cost: a step is almost entirely the text tower's forward and backward pass over every
+prompt of every level (one batched call). ``fast=True`` (the default) runs each prompt
+only up to its EOT token (:meth:`~anomalign.backbones.TextEncoder.encode_embeddings`)
+and weights the anchors by the constant region weights once per fit; ``fast=False`` is
+the reference path (full 77-token prompts, products recomputed each step), kept for
+benchmarks and equality tests. Both give the same losses.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ import torch
 from anomalign.data.images import ImageInput, load_rgb
 from anomalign.data.transforms import resize_rgb
 from anomalign.methods.finegrainedad.config import FineGrainedADConfig
-from anomalign.methods.finegrainedad.losses import mlsa_loss
+from anomalign.methods.finegrainedad.losses import mlsa_loss, weighted_anchors
 from anomalign.methods.finegrainedad.prompt_learner import MultiLevelPromptLearner
 from anomalign.methods.finegrainedad.regions import (
     aggregate_regions,
@@ -83,14 +90,21 @@ def compute_region_weights(
     images: Sequence[ImageInput],
     learner: MultiLevelPromptLearner,
     config: FineGrainedADConfig,
+    truncate: bool | None = None,
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Region weights ``(E+1, k, N)`` and the fine-grid labels of each clustered image.
 
     ``cluster_scope="first"`` clusters image 0 and reuses its weights for every shot
-    (the code); ``"per_shot"`` clusters every shot.
+    (the code); ``"per_shot"`` clusters every shot. No gradient flows here.
     """
-    with torch.no_grad():
-        levels = learner.encode(backbone.text)
+    with torch.inference_mode():
+        weights, labels = _region_weights(backbone, encoder, images, learner, config, truncate)
+    # Plain tensors again (inference tensors cannot take part in the training graph).
+    return weights.clone(), [label.clone() for label in labels]
+
+
+def _region_weights(backbone, encoder, images, learner, config, truncate):
+    levels = learner.encode(backbone.text, truncate=truncate)
     names = [n for n in learner.level_names if n != "image"]  # components, background
     normal = torch.stack([levels[n].pair()[0] for n in names])
     tiles = config.cluster_tiles
@@ -130,8 +144,12 @@ def train_learner(
     reg_loss: bool = True,
     desc: str = "FineGrainedAD",
     progress: bool | None = None,
+    fast: bool = True,
 ) -> list[float]:
-    """Train ``learner`` for exactly ``epochs`` full-batch steps; return the loss per epoch."""
+    """Train ``learner`` for exactly ``epochs`` full-batch steps; return the loss per epoch.
+
+    ``fast=False`` runs the reference path (see the module docstring): same losses.
+    """
     params = [p for p in learner.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(
         params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
@@ -140,9 +158,12 @@ def train_learner(
         optimizer, T_max=max(epochs, 1), eta_min=config.eta_min
     )
     losses: list[float] = []
+    weighted = None
+    if fast:
+        weighted = weighted_anchors(anchor, region_weights, learner.num_components + 1)
     bar = _progress(epochs, desc, progress)
     for _ in bar:
-        levels = learner.encode(text_encoder)
+        levels = learner.encode(text_encoder, truncate=None if fast else False)
         loss, _parts = mlsa_loss(
             anchor,
             levels,
@@ -153,6 +174,7 @@ def train_learner(
             lambda_match=config.lambda_match,
             reg_loss=reg_loss and config.reg_loss,
             normal_align_loss=config.normal_align_loss,
+            weighted=weighted,
         )
         optimizer.zero_grad()
         loss.backward()
