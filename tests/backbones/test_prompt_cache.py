@@ -20,6 +20,7 @@ from anomalign.backbones.prompt_cache import (
     cache_root,
     open_prompt_cache,
 )
+from anomalign.io import TMP_SUFFIX
 
 PROMPTS = ["a photo of a flawless bottle", "a photo of a broken bottle", "a bent metal nut"]
 
@@ -196,7 +197,7 @@ def test_two_processes_writing_the_same_entry(tmp_path: Path) -> None:
     final = PromptCache(tmp_path).get("shared")
     assert final is not None and len(final.unique()) == 1
     assert float(final.unique()[0]) in (1.0, 2.0)
-    assert not list(tmp_path.glob(".tmp-*"))  # no temporary file left behind
+    assert not list(tmp_path.glob(f".*{TMP_SUFFIX}"))  # no temporary file left behind
 
 
 _ENCODER = textwrap.dedent(

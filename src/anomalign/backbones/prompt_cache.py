@@ -2,10 +2,11 @@
 
 An entry is keyed by the text tower's identity (architecture, structure and a hash of
 its weights: :attr:`TextEncoder.identity`), the exact prompt texts and their token ids
-(which pin the tokenizer and context length). Files are written atomically (temporary
-file + ``os.replace``), so concurrent writers of the same entry each publish a complete
-file and readers never see a partial one; the folder is kept under a size bound by
-deleting the least recently used entries (reads refresh an entry's mtime).
+(which pin the tokenizer and context length). Files are written atomically
+(:func:`anomalign.io.write_bytes`: temporary file + ``os.replace``), so concurrent writers
+of the same entry each publish a complete file and readers never see a partial one; the
+folder is kept under a size bound by deleting the least recently used entries (reads
+refresh an entry's mtime).
 
 Environment:
     ``ANOMALIGN_CACHE_DIR``: root cache folder (default: the platform's user cache
@@ -21,7 +22,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,6 +29,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
+
+from anomalign.io import TMP_SUFFIX, write_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +41,6 @@ DEFAULT_MAX_BYTES = 512 * 2**20
 #: Bumped whenever the meaning of a cached tensor changes.
 FORMAT_VERSION = 1
 SUFFIX = ".safetensors"
-_TEMP_PREFIX = ".tmp-"
 _STALE_TEMP_SECONDS = 3600.0
 _OFF = {"0", "false", "no", "off"}
 
@@ -68,20 +69,6 @@ def _max_bytes_from_env() -> int:
     except ValueError:
         logger.warning("Ignoring %s=%r (not a number of MB).", ENV_MAX_MB, value)
         return DEFAULT_MAX_BYTES
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the whole new one."""
-    descriptor, name = tempfile.mkstemp(dir=path.parent, prefix=_TEMP_PREFIX, suffix=path.suffix)
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(name, path)
-    except BaseException:
-        Path(name).unlink(missing_ok=True)
-        raise
 
 
 def _metadata(data: bytes) -> dict[str, str]:
@@ -158,8 +145,7 @@ class PromptCache:
         meta.update({name: str(value) for name, value in metadata.items()})
         tensor = embeddings.detach().to("cpu", torch.float32).contiguous()
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            _atomic_write_bytes(path, save_safetensors({"embeddings": tensor}, metadata=meta))
+            write_bytes(path, save_safetensors({"embeddings": tensor}, metadata=meta))
         except OSError as error:
             logger.warning("Could not write the prompt cache entry %s: %s", path, error)
             return None
@@ -174,8 +160,6 @@ class PromptCache:
         except OSError:
             return []
         for path in candidates:
-            if path.name.startswith(_TEMP_PREFIX):
-                continue
             try:
                 found.append((path, path.stat()))
             except FileNotFoundError:  # evicted by another process meanwhile
@@ -215,7 +199,7 @@ class PromptCache:
         """Temporary files left by writers that died before ``os.replace``."""
         limit = time.time() - _STALE_TEMP_SECONDS
         try:
-            temporaries = list(self.directory.glob(f"{_TEMP_PREFIX}*"))
+            temporaries = list(self.directory.glob(f".*{TMP_SUFFIX}"))
         except OSError:
             return
         for path in temporaries:
