@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import subprocess
 import sys
@@ -99,14 +100,18 @@ def test_key_follows_the_weights_not_the_spec(
     assert len(list(cache_dir.glob("*.safetensors"))) == 2
 
 
-def test_key_changes_with_texts_order_and_structure(tiny_backbone: Backbone) -> None:
+def test_key_changes_with_texts_order_tokenizer_and_structure(tiny_backbone: Backbone) -> None:
     text = _encoder(tiny_backbone)
-    ids = text.tokenize(PROMPTS)
-    key = PromptCache.key(text.identity, PROMPTS, ids)
-    assert key == PromptCache.key(text.identity, list(PROMPTS), ids.clone())
-    reordered = PROMPTS[::-1]
-    assert key != PromptCache.key(text.identity, reordered, text.tokenize(reordered))
-    assert key != PromptCache.key(text.identity, PROMPTS, ids[:, :20])  # other context
+    key = PromptCache.key(text.identity, PROMPTS)
+    assert key == PromptCache.key(_encoder(tiny_backbone).identity, tuple(PROMPTS))
+    assert key != PromptCache.key(text.identity, PROMPTS[::-1])
+    assert key != PromptCache.key(text.identity, [p + " " for p in PROMPTS])
+    short_context = copy.copy(tiny_backbone.tokenizer)
+    short_context.context_length = 20
+    assert (
+        TextEncoder(tiny_backbone.model, short_context, name="x").identity
+        != TextEncoder(tiny_backbone.model, tiny_backbone.tokenizer, name="x").identity
+    )
     renamed = TextEncoder(tiny_backbone.model, tiny_backbone.tokenizer, name="other-arch")
     assert renamed.identity != text.identity
     model = _tiny_model(seed=0)

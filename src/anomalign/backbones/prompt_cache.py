@@ -1,8 +1,8 @@
 """Persistent cache of encoded prompt sets (one safetensors file per set).
 
-An entry is keyed by the text tower's identity (architecture, structure and a hash of
-its weights: :attr:`TextEncoder.identity`), the exact prompt texts and their token ids
-(which pin the tokenizer and context length). Files are written atomically
+An entry is keyed by the text tower's identity (architecture, structure, a hash of its
+weights, the tokenizer and context length: :attr:`TextEncoder.identity`) and the exact
+prompt texts. Files are written atomically
 (:func:`anomalign.io.write_bytes`: temporary file + ``os.replace``), so concurrent writers
 of the same entry each publish a complete file and readers never see a partial one; the
 folder is kept under a size bound by deleting the least recently used entries (reads
@@ -99,14 +99,12 @@ class PromptCache:
         return self._max_bytes if self._max_bytes is not None else _max_bytes_from_env()
 
     @staticmethod
-    def key(identity: str, prompts: Sequence[str], token_ids: torch.Tensor) -> str:
-        """Entry name: SHA-256 of the tower identity, the prompts and their token ids."""
+    def key(identity: str, prompts: Sequence[str]) -> str:
+        """Entry name: SHA-256 of the tower identity (weights, tokenizer, context) and the
+        exact prompt texts, in order."""
         digest = hashlib.sha256()
         digest.update(f"anomalign-prompts-v{FORMAT_VERSION}|{identity}|".encode())
         digest.update(json.dumps(list(prompts), ensure_ascii=False).encode())
-        ids = token_ids.detach().to("cpu", torch.int64).contiguous()
-        digest.update(f"|{tuple(ids.shape)}|".encode())
-        digest.update(memoryview(ids.numpy()).cast("B"))
         return digest.hexdigest()
 
     def path(self, key: str) -> Path:

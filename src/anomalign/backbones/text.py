@@ -61,6 +61,32 @@ def _is_causal_mask(mask: torch.Tensor | None, length: int) -> bool:
     return bool(torch.isneginf(mask[upper]).all()) and bool((mask[~upper] == 0).all())
 
 
+#: Strings tokenised to fingerprint a tokenizer (case, punctuation, unicode, overflow).
+TOKENIZER_PROBES = (
+    "a photo of a flawless bottle.",
+    "A Close-Up Photo of a DAMAGED metal_nut, with 2 scratches; and a crack!",
+    "naïve café – «déjà vu» 日本 🙂",
+    " ".join(["long"] * 100),
+)
+
+
+def _tokenizer_fingerprint(tokenizer) -> str:
+    """Class, settings and the token ids of :data:`TOKENIZER_PROBES`."""
+    details = tuple(
+        repr(getattr(tokenizer, attribute, None))
+        for attribute in ("context_length", "vocab_size", "sot_token_id", "eot_token_id")
+    )
+    functions = tuple(
+        getattr(getattr(tokenizer, attribute, None), "__qualname__", None)
+        for attribute in ("clean_fn", "reduction_fn")
+    )
+    ids = torch.as_tensor(tokenizer(list(TOKENIZER_PROBES))).to(torch.int64).contiguous()
+    digest = hashlib.sha256(repr((type(tokenizer).__qualname__, details, functions)).encode())
+    digest.update(f"{tuple(ids.shape)}".encode())
+    digest.update(memoryview(ids.numpy()).cast("B"))
+    return digest.hexdigest()
+
+
 def _tensor_digest(name: str, tensor: torch.Tensor) -> bytes:
     data = tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()
     digest = hashlib.sha256(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
@@ -242,11 +268,13 @@ class TextEncoder:
 
     @cached_property
     def identity(self) -> str:
-        """Hex digest naming this text tower: architecture, structure, dtype and weights.
+        """Hex digest naming this text tower and tokenizer: architecture, structure, dtype,
+        weights, tokenizer and context.
 
         Computed once (the backbone is frozen): the SHA-256 of every text-tower parameter
-        and buffer, of the modules' structure (activation, norms), pooling, tokenizer and
-        the device type (CPU and GPU kernels round differently).
+        and buffer, of the modules' structure (activation, norms), pooling, the tokenizer
+        (settings and the ids of :data:`TOKENIZER_PROBES`) and the device type (CPU and
+        GPU kernels round differently).
         """
         model = self.model
         named = [
@@ -266,8 +294,8 @@ class TextEncoder:
             getattr(model, "text_pool_type", None),
             getattr(model, "text_eos_id", None),
             str(model.transformer.get_cast_dtype()),
-            type(self.tokenizer).__name__,
-            getattr(self.tokenizer, "context_length", None),
+            _tokenizer_fingerprint(self.tokenizer),
+            self.context_length,
             self.device.type,
         )
         total.update(repr(structure).encode())
@@ -302,7 +330,8 @@ class TextEncoder:
 
         Results are cached in memory and, unless ``disk_cache=False`` (or the encoder's
         ``prompt_cache`` is off), on disk keyed by :attr:`identity` and the exact prompts
-        and token ids; a cached result is the very tensor computed the first time.
+        (a hit needs neither the tokenizer nor the tower); a cached result is the very
+        tensor computed the first time.
         """
         key = tuple(prompts)
         if not key:
@@ -318,14 +347,13 @@ class TextEncoder:
         return F.normalize(raw, dim=-1) if normalize else raw.clone()
 
     def _encode_cached(self, prompts: tuple[str, ...], use: bool | None) -> torch.Tensor:
-        token_ids = self.tokenize(prompts)
         cache = self._disk_cache(use)
         if cache is None:
-            return self._encode_uncached(token_ids)
-        entry = cache.key(self.identity, prompts, token_ids)
+            return self._encode_uncached(self.tokenize(prompts))
+        entry = cache.key(self.identity, prompts)
         found = cache.get(entry, rows=len(prompts))
         if found is not None:
             return found.to(self.device)
-        raw = self._encode_uncached(token_ids)
+        raw = self._encode_uncached(self.tokenize(prompts))
         cache.put(entry, raw, architecture=self.name, prompts=len(prompts))
         return raw
