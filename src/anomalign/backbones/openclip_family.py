@@ -142,7 +142,7 @@ class OpenCLIPBackbone(Backbone):
     @cached_property
     def text(self) -> TextEncoder:
         """The text encoder (prompt lists and learnable prompt embeddings)."""
-        return TextEncoder(self.model, self.tokenizer)
+        return TextEncoder(self.model, self.tokenizer, name=self.spec.arch)
 
 
 @contextmanager

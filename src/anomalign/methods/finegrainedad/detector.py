@@ -245,6 +245,7 @@ class FineGrainedAD(Detector):
         vocabulary: VocabularySource | None = None,
         initial: Mapping[str, Any] | None = None,
         progress: bool | None = None,
+        fast: bool = True,
     ) -> None:
         """Learn the prompts on the k normal images and build the patch memory.
 
@@ -273,6 +274,8 @@ class FineGrainedAD(Detector):
                 one permutation of the k shots per segmentation epoch
                 (``shuffle_shots``). Unknown keys are an error.
             progress: show a progress bar (None: only on a terminal).
+            fast: False runs the reference (pre-optimisation) training path: full-length
+                prompts, per-step products. Same result, slower; for benchmarks and tests.
         """
         if not images:
             raise ConfigError("FineGrainedAD.fit needs at least one normal image.")
@@ -318,30 +321,38 @@ class FineGrainedAD(Detector):
         cls.to(self.backbone.device)
         weights = None
         mark = time.perf_counter()
+        truncate = None if fast else False
         if config.region_aggregation:
             noise = initial["seg"].get("dpc_noise")
             weights, _ = compute_region_weights(
-                self.backbone, images, seg, config, None if noise is None else tuple(noise)
+                self.backbone,
+                images,
+                seg,
+                config,
+                None if noise is None else tuple(noise),
+                truncate=truncate,
             )
         timings["regions"], mark = time.perf_counter() - mark, time.perf_counter()
         seg_losses = train_learner(
             seg, text, shots.local, scale, config, config.seg_epochs, weights,
             desc="FineGrainedAD seg", progress=progress, shot_orders=seg_orders,
-            precision=config.seg_precision,
+            precision=config.seg_precision, fast=fast,
         )  # fmt: skip
         timings["seg_train"], mark = time.perf_counter() - mark, time.perf_counter()
         cls_losses: list[float] = []
         if train_cls:
             cls_losses = train_learner(
                 cls, text, shots.glob, scale, config, config.cls_epochs, None, reg_loss=False,
-                desc="FineGrainedAD cls", progress=progress,
+                desc="FineGrainedAD cls", progress=progress, fast=fast,
             )  # fmt: skip
         timings["cls_train"] = time.perf_counter() - mark
         average = config.feature_average
-        with torch.no_grad():
-            seg_levels, cls_levels = seg.encode(text), cls.encode(text)
+        with torch.inference_mode():
+            seg_levels = seg.encode(text, truncate=truncate)
+            cls_levels = cls.encode(text, truncate=truncate)
             seg_pairs = torch.stack([seg_levels[n].pair(average) for n in seg.level_names])
             cls_pairs = torch.stack([cls_levels[n].pair(average) for n in cls.level_names])
+        seg_pairs, cls_pairs = seg_pairs.clone(), cls_pairs.clone()  # plain tensors
         memory = self._memory(shots.intermediates, from_tokens=True)
         seg_keys = matching_keys(
             seg_pairs, config.matching, config.seed, initial["seg"].get("qformer")
