@@ -117,3 +117,18 @@ def test_overriding_the_image_score_drops_the_threshold(anoclip_views22, tmp_pat
     assert meta.threshold is None and meta.calibration["score_high"] is None
     assert meta.calibration["map_low"] == anoclip_views22.inspector.calibration.map_low
     assert meta.outputs["image_score"] == "single"
+
+
+def test_openvino_export_agrees(finegrainedad, image_files, tmp_path: Path):
+    pytest.importorskip("openvino", reason="the openvino package is not installed")
+    from anomalign.export.runtime import open_session
+
+    result = export_detector(finegrainedad.bundle, tmp_path / "fg.xml", format="openvino")
+    assert (tmp_path / "fg.bin").is_file() and result.format == "openvino"
+    session = open_session(result.path)
+    meta = ExportMetadata.from_props(session.props)
+    assert meta.threshold == finegrainedad.inspector.threshold.to_dict()
+    reference = finegrainedad.detector.predict(image_files[:1])
+    scores, maps = session.run(preprocess(image_files[:1], meta.preprocessing))
+    assert np.abs(scores - reference.scores).max() <= TOLERANCE
+    assert np.abs(maps - reference.maps).max() <= TOLERANCE
