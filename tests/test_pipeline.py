@@ -9,7 +9,7 @@ import numpy as np
 from anomalign.backbones import Backbone
 from anomalign.data import generate_synthetic_dataset, load_dataset
 from anomalign.data.transforms import resize_mask
-from anomalign.methods import create_method
+from anomalign.methods import create_detector
 from anomalign.metrics import image_metrics, pixel_metrics
 
 
@@ -21,7 +21,7 @@ def test_synthetic_dataset_through_anoclip_to_metrics(
     )
     dataset = load_dataset(root)
     test = dataset.filter(category="synth_texture", split="test").samples
-    detector = create_method("anoclip", backbone=tiny_backbone, image_score="single")
+    detector = create_detector("anoclip", backbone=tiny_backbone, image_score="single")
     prediction = detector.predict([s.image_path for s in test], category="synth_texture")
     assert prediction.untrained_backbone and prediction.info["domain"] == "texture"
     labels = np.array([s.label for s in test])

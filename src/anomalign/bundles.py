@@ -9,8 +9,6 @@ are atomic (temporary file, then rename), so a crash never leaves half a bundle.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ from safetensors.torch import save_file
 
 from anomalign import __version__
 from anomalign.errors import DataError
+from anomalign.io import atomic_path
 
 BUNDLE_FORMAT = "anomalign-detector"
 BUNDLE_VERSION = 1
@@ -41,7 +40,6 @@ class DetectorBundle:
 def save_bundle(bundle: DetectorBundle, path: str | Path) -> Path:
     """Write ``bundle`` to ``path`` atomically and return the path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     manifest = {
         "method": bundle.method,
         "backbone": bundle.backbone,
@@ -55,14 +53,8 @@ def save_bundle(bundle: DetectorBundle, path: str | Path) -> Path:
         "manifest": json.dumps(manifest, sort_keys=True),
     }
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in bundle.tensors.items()}
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
     return path
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from anomalign.cli import main
-from anomalign.evaluation.io import read_json
+from anomalign.io import read_json
 
 pytestmark = pytest.mark.filterwarnings("ignore::anomalign.backbones.UntrainedBackboneWarning")
 

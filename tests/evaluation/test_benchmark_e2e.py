@@ -13,8 +13,8 @@ from anomalign.backbones import Backbone
 from anomalign.data import load_dataset
 from anomalign.data.transforms import resize_mask
 from anomalign.evaluation import BenchmarkConfig, run_benchmark
-from anomalign.evaluation.io import read_csv, read_json
 from anomalign.evaluation.report import pct
+from anomalign.io import read_csv, read_json
 from anomalign.metrics import image_metrics, pixel_metrics
 
 IMAGE_KEYS = ("auroc", "ap", "aupr", "f1_max")
@@ -67,7 +67,10 @@ def test_every_unit_and_file_is_written(finished_run) -> None:
     assert not list(out.rglob("*.tmp")), "no temporary file may be left behind"
     config = read_json(out / "config.json")
     assert config["backbone"]["backbone"] == "anomalign-tiny:random"
-    assert config["methods"]["anoclip+"]["describe"]["options"]["tta"] is True
+    assert config["methods"]["anoclip+"]["protocol"]["fixed"] == {"tta": True}
+    assert config["methods"]["anoclip+"]["protocol"]["learning"] == "zero-shot"
+    plus = [u for u in result.units if u["method"] == "anoclip+"]
+    assert plus and all(u["method_info"]["options"]["tta"] is True for u in plus)
     assert config["methods"]["anoclip"]["eval_size"] == 64
     assert config["metric_variants"]["pixel_aupro"] == "mvtec@0.3"
     assert config["anomalign_version"] and config["config"]["seeds"] == [0, 1]

@@ -7,7 +7,7 @@ from bench_helpers import SMALL
 
 from anomalign.backbones import Backbone
 from anomalign.evaluation import BenchmarkConfig, run_benchmark
-from anomalign.evaluation.io import read_csv, read_json
+from anomalign.io import read_csv, read_json
 from anomalign.metrics import image_metrics
 
 

@@ -11,7 +11,6 @@ from anomalign.backbones import Backbone
 from anomalign.errors import ConfigError
 from anomalign.evaluation import BenchmarkConfig, load_anchors, run_benchmark
 from anomalign.evaluation.config import parse_option
-from anomalign.evaluation.io import write_json
 from anomalign.evaluation.progress import (
     LineProgress,
     RichProgress,
@@ -19,6 +18,8 @@ from anomalign.evaluation.progress import (
     make_progress,
 )
 from anomalign.evaluation.report import METRICS
+from anomalign.io import write_json
+from anomalign.methods import method_spec
 
 
 def test_config_round_trips_through_json(small_config: BenchmarkConfig) -> None:
@@ -76,9 +77,16 @@ def test_few_shot_only_method_needs_shots(
 
 def test_option_parsing() -> None:
     assert parse_option("anoclip.smoothing=gaussian") == ("anoclip", "smoothing", "gaussian")
-    assert parse_option("tta_steps=3") == ("*", "tta_steps", 3)
-    assert parse_option("anoclip+.vv_depth=null") == ("anoclip+", "vv_depth", None)
-    assert parse_option("x.gaussian_sigma=4.5") == ("x", "gaussian_sigma", 4.5)
+    assert parse_option("tta_steps=3") == ("*", "tta_steps", "3")
+    assert parse_option("anoclip+.vv_depth=null") == ("anoclip+", "vv_depth", "null")
+    assert parse_option("x.gaussian_sigma=4.5") == ("x", "gaussian_sigma", "4.5")
+    config = BenchmarkConfig(
+        dataset="synthetic",
+        methods=("anoclip+",),
+        method_options={"*": {"tta_steps": "3"}, "anoclip+": {"vv_depth": "null"}},
+    )
+    options = config.options_for(method_spec("anoclip+"), "visa")
+    assert options == {"tiling": "tiles", "adapter": "linear", "tta_steps": 3, "vv_depth": None}
 
 
 def test_published_anchors_are_well_formed() -> None:

@@ -13,8 +13,8 @@ from anomalign.backbones import Backbone
 from anomalign.data import load_dataset
 from anomalign.data.fewshot import shot_record
 from anomalign.evaluation import BenchmarkConfig, run_benchmark
-from anomalign.evaluation.io import read_csv, read_json
 from anomalign.evaluation.report import fmt_stat, pct
+from anomalign.io import read_csv, read_json
 
 
 @pytest.fixture(scope="module")
@@ -135,5 +135,5 @@ def test_test_method_round_trips_through_a_bundle(tiny_backbone, tmp_path) -> No
     images = [np.full((40, 40, 3), v, np.uint8) for v in (10, 200)]
     detector = MeanDifference(tiny_backbone).fit(images[:1])
     path = save_bundle(detector.to_bundle(), tmp_path / "m.anomalign")
-    restored = MeanDifference.from_bundle(load_bundle(path), tiny_backbone)
+    restored = MeanDifference.from_bundle(load_bundle(path), backbone=tiny_backbone)
     np.testing.assert_array_equal(restored.predict(images).maps, detector.predict(images).maps)

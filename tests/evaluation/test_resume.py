@@ -11,7 +11,7 @@ import pytest
 import anomalign.evaluation.runner as runner
 from anomalign.backbones import Backbone
 from anomalign.evaluation import BenchmarkConfig, run_benchmark
-from anomalign.evaluation.io import read_json
+from anomalign.io import read_json
 
 METRIC_FIELDS = ("method", "shots", "seed", "category", "n_test", "metrics", "pixel_skipped")
 
@@ -32,7 +32,7 @@ class Interrupt:
 def fit_calls(monkeypatch: pytest.MonkeyPatch) -> Counter:
     """Counts ``fit`` calls per (method, category) of detectors the runner creates."""
     calls: Counter = Counter()
-    original = runner.create_method
+    original = runner.create_detector
 
     def spying_create(name: str, **kwargs: Any) -> Any:
         detector = original(name, **kwargs)
@@ -45,7 +45,7 @@ def fit_calls(monkeypatch: pytest.MonkeyPatch) -> Counter:
         detector.fit = counted_fit
         return detector
 
-    monkeypatch.setattr(runner, "create_method", spying_create)
+    monkeypatch.setattr(runner, "create_detector", spying_create)
     return calls
 
 
@@ -96,13 +96,13 @@ def test_interrupt_inside_a_unit_leaves_no_partial_result(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    original = runner.create_method
+    original = runner.create_detector
     created: list[str] = []
 
     def crashing_create(name: str, **kwargs: Any) -> Any:
         detector = original(name, **kwargs)
         created.append(name)
-        if len(created) == 2 + 2:  # two probes, then the second unit's detector
+        if len(created) == 2:  # the second unit's detector
 
             def crash(*args: Any, **kw: Any) -> Any:
                 raise RuntimeError("simulated crash during predict")
@@ -110,7 +110,7 @@ def test_interrupt_inside_a_unit_leaves_no_partial_result(
             detector.predict = crash
         return detector
 
-    monkeypatch.setattr(runner, "create_method", crashing_create)
+    monkeypatch.setattr(runner, "create_detector", crashing_create)
     out = tmp_path / "run"
     with pytest.raises(RuntimeError, match="simulated crash"):
         run_benchmark(small_config, out, backbone=tiny_backbone, progress=False)
@@ -118,7 +118,7 @@ def test_interrupt_inside_a_unit_leaves_no_partial_result(
     assert not list(out.glob("scores/anoclip/k0/no-seed/synth_object.*"))
     assert not list(out.rglob("*.tmp"))
 
-    monkeypatch.setattr(runner, "create_method", original)
+    monkeypatch.setattr(runner, "create_detector", original)
     result = run_benchmark(small_config, out, backbone=tiny_backbone, progress=False)
     assert len(result.reused) == 1 and len(result.computed) == 3
 

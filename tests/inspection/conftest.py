@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from inspect_helpers import fit_detector
 
 from anomalign.backbones import Backbone
 from anomalign.data import generate_synthetic_dataset
-from anomalign.inspection import Inspector, fit_detector
+from anomalign.methods import Detector
 
 CATEGORY = "synth_texture"
 
@@ -37,7 +38,7 @@ def test_dir(synth_root: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def inspector(tiny_backbone: Backbone, train_dir: Path) -> Inspector:
+def inspector(tiny_backbone: Backbone, train_dir: Path) -> Detector:
     """Zero-shot AnoCLIP+ (fresh adapter per image) calibrated on the normal train images,
     threshold at FPR 0.2."""
     return fit_detector(

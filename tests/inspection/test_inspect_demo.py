@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from anomalign import demo
 from anomalign.backbones import Backbone
 from anomalign.cli import main
 from anomalign.errors import WeightsUnavailableError
-from anomalign.inspection import demo, load_detector
-from anomalign.methods import list_methods
+from anomalign.methods import load_detector, method_names
 
 
 @pytest.mark.filterwarnings("ignore::anomalign.backbones.UntrainedBackboneWarning")
@@ -26,7 +26,7 @@ def test_demo_runs_with_the_tiny_backbone(
     assert (out / demo.UNTRAINED_FILE).is_file()
     markdown = (out / "report.md").read_text()
     assert "UNTRAINED BACKBONE" in markdown and "| method | data |" in markdown
-    expected_methods = [m for m in demo.DEMO_METHODS if m in list_methods()]
+    expected_methods = [m for m in demo.DEMO_METHODS if m in method_names()]
     assert sorted({r["method"] for r in report["results"]}) == sorted(expected_methods)
     sets = {s["name"] for s in report["sets"]}
     assert {"synthetic-synth_texture", "synthetic-synth_object"} <= sets

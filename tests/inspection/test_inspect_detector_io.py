@@ -8,19 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from inspect_helpers import fit_detector
 from PIL import Image
 
 import anomalign
 from anomalign.backbones import Backbone, UntrainedBackboneWarning
 from anomalign.bundles import load_bundle, save_bundle
 from anomalign.errors import ConfigError, DataError
-from anomalign.inspection import (
-    DETECTOR_CLASSES,
-    Inspector,
-    fit_detector,
-    load_detector,
-    register_detector_class,
-)
+from anomalign.methods import Detector, load_detector, register_method, unregister_method
 from anomalign.methods.anoclip import AnoCLIP
 
 
@@ -29,7 +24,7 @@ def _images(folder: Path) -> list[Path]:
 
 
 def test_fit_save_load_predict_is_identical(
-    inspector: Inspector, tiny_backbone: Backbone, test_dir: Path, tmp_path: Path
+    inspector: Detector, tiny_backbone: Backbone, test_dir: Path, tmp_path: Path
 ) -> None:
     images = _images(test_dir)
     expected = inspector.predict(images, batch_size=4)
@@ -43,7 +38,7 @@ def test_fit_save_load_predict_is_identical(
     np.testing.assert_array_equal(got.decisions, expected.decisions)
     assert loaded.threshold == inspector.threshold
     assert loaded.calibration == inspector.calibration
-    assert loaded.method == "anoclip+" and loaded.path == path
+    assert loaded.name == "anoclip+" and loaded.path == path
     assert loaded.fingerprint() == inspector.fingerprint()
     assert got.untrained_backbone and got.info["threshold"] == inspector.threshold.value
 
@@ -71,11 +66,11 @@ def test_bundle_loads_without_training_images_and_its_own_backbone(
     bundle = load_bundle(fitted.path)
     assert bundle.extra["calibration"]["n_images"] == 6
     assert bundle.extra["threshold"] is None
-    assert len(bundle.extra["inspection"]["normal_images"]) == 6
+    assert len(bundle.extra["fit_record"]["normal_images"]) == 6
     assert set(bundle.tensors) == {"text_pair", "prompt_basis"}
 
 
-def test_predict_accepts_paths_folders_pil_and_numpy(inspector: Inspector, test_dir: Path) -> None:
+def test_predict_accepts_paths_folders_pil_and_numpy(inspector: Detector, test_dir: Path) -> None:
     path = _images(test_dir)[0]
     rgb = np.asarray(Image.open(path).convert("RGB"))
     by_path = inspector.predict(path)
@@ -87,10 +82,11 @@ def test_predict_accepts_paths_folders_pil_and_numpy(inspector: Inspector, test_
         np.testing.assert_array_equal(other.maps[0], by_path.maps[0])
     folder = inspector.predict(test_dir)
     assert len(folder) == len(_images(test_dir))
-    assert folder.maps[0].shape == (64, 64)
+    assert folder.maps[0].shape == (64, 64)  # the method's own size (the tiny model's input)
+    assert inspector.predict(rgb[:, :32], output_size="image").maps[0].shape == (64, 32)
     sized = inspector.predict([rgb, rgb[:, :32]], output_size=(20, 30))
     assert [m.shape for m in sized.maps] == [(20, 30), (20, 30)]
-    wide = inspector.predict(np.zeros((10, 3000, 3), np.uint8))
+    wide = inspector.predict(np.zeros((10, 3000, 3), np.uint8), output_size="image")
     assert wide.maps[0].shape == (3, 1024)  # long side capped, aspect kept
     panel = folder.overlay(0, _images(test_dir)[0])
     assert panel.dtype == np.uint8 and panel.shape[0] > 256
@@ -113,26 +109,21 @@ def test_detector_without_threshold_reports_no_decisions(
 
 
 def test_load_dispatch_errors_and_extension(
-    inspector: Inspector, tiny_backbone: Backbone, tmp_path: Path
+    inspector: Detector, tiny_backbone: Backbone, tmp_path: Path
 ) -> None:
     bundle = inspector.to_bundle()
     bundle.method = "no-such-method"
     path = save_bundle(bundle, tmp_path / "odd.anomalign")
     with pytest.raises(ConfigError, match="no-such-method"):
         load_detector(path)
-    register_detector_class("no-such-method", AnoCLIP)
+    register_method("no-such-method", learning="zero-shot")(AnoCLIP)
     try:
         loaded = load_detector(path, backbone=tiny_backbone)
-        assert isinstance(loaded.detector, AnoCLIP)
+        assert isinstance(loaded, AnoCLIP) and isinstance(loaded, Detector)
     finally:
-        DETECTOR_CLASSES.pop("no-such-method")
-    register_detector_class("broken", "anomalign.not_a_module:Thing")
-    try:
-        bundle.method = "broken"
-        with pytest.raises(ConfigError, match="lacks"):
-            load_detector(save_bundle(bundle, tmp_path / "broken.anomalign"))
-    finally:
-        DETECTOR_CLASSES.pop("broken")
+        unregister_method("no-such-method")
+    with pytest.raises(ConfigError, match="does not have"):
+        load_detector(path)
     with pytest.raises(DataError, match="does not exist"):
         load_detector(tmp_path / "missing.anomalign")
 
@@ -172,7 +163,7 @@ def test_finegrainedad_fit_save_load_predict_is_identical(
     expected = fitted.predict(images)
     loaded = load_detector(tmp_path / "fgad.anomalign", backbone=tiny_backbone)
     got = loaded.predict(images)
-    assert loaded.method == "finegrainedad"
+    assert loaded.name == "finegrainedad"
     np.testing.assert_array_equal(got.scores, expected.scores)
     np.testing.assert_array_equal(np.stack(got.maps), np.stack(expected.maps))
     np.testing.assert_array_equal(got.decisions, expected.decisions)

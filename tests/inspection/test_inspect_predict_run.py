@@ -10,8 +10,9 @@ import pytest
 from PIL import Image
 
 from anomalign.errors import DataError
-from anomalign.inspection import Inspector, predict_folder, read_rows
+from anomalign.inspection import predict_folder, read_rows
 from anomalign.inspection.predict_run import SUMMARY_CSV, SUMMARY_JSON, SUMMARY_JSONL
+from anomalign.methods import Detector
 
 
 def _odd_images(folder: Path) -> dict[str, Path]:
@@ -43,7 +44,7 @@ def _odd_images(folder: Path) -> dict[str, Path]:
     return paths
 
 
-def test_odd_images_are_handled_and_bad_ones_reported(inspector: Inspector, tmp_path: Path) -> None:
+def test_odd_images_are_handled_and_bad_ones_reported(inspector: Detector, tmp_path: Path) -> None:
     _odd_images(tmp_path / "in")
     out = tmp_path / "out"
     run = predict_folder(inspector, [tmp_path / "in"], out, batch_size=3)
@@ -79,7 +80,7 @@ def test_odd_images_are_handled_and_bad_ones_reported(inspector: Inspector, tmp_
 
 
 def test_resume_skips_finished_images(
-    inspector: Inspector, test_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    inspector: Detector, test_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     out = tmp_path / "out"
     first = predict_folder(inspector, [test_dir], out, batch_size=4, grid=0)
@@ -88,13 +89,13 @@ def test_resume_skips_finished_images(
     lines = (out / SUMMARY_JSONL).read_text().splitlines()
     (out / SUMMARY_JSONL).write_text("\n".join(lines[:-2]) + '\n{"image": "/x", "sco')
     seen: list[int] = []
-    original = Inspector.predict_arrays
+    original = type(inspector)._predict
 
-    def counting(self, rgbs, batch_size=8):
-        seen.append(len(rgbs))
-        return original(self, rgbs, batch_size)
+    def counting(self, images, **kwargs):
+        seen.append(len(images))
+        return original(self, images, **kwargs)
 
-    monkeypatch.setattr(Inspector, "predict_arrays", counting)
+    monkeypatch.setattr(type(inspector), "_predict", counting)
     second = predict_folder(inspector, [test_dir], out, batch_size=4, grid=0)
     assert (second.resumed, second.predicted, sum(seen)) == (7, 2, 2)
     rows = read_rows(out)
@@ -107,19 +108,20 @@ def test_resume_skips_finished_images(
 
 
 def test_resume_refuses_another_detector_or_format(
-    inspector: Inspector, test_dir: Path, tmp_path: Path
+    inspector: Detector, test_dir: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "out"
     predict_folder(inspector, [test_dir / "good"], out, grid=0)
     with pytest.raises(DataError, match="map_format"):
         predict_folder(inspector, [test_dir / "good"], out, map_format="npy", grid=0)
-    other = Inspector(inspector.detector, None, inspector.calibration)
+    other = inspector.clone(fitted=True)
+    other.set_threshold(None)
     with pytest.raises(DataError, match="detector_fingerprint"):
         predict_folder(other, [test_dir / "good"], out, grid=0)
 
 
 def test_map_files_decode_to_the_maps_and_masks_draw(
-    inspector: Inspector, synth_root: Path, test_dir: Path, tmp_path: Path
+    inspector: Detector, synth_root: Path, test_dir: Path, tmp_path: Path
 ) -> None:
     images = sorted(test_dir.rglob("*.png"))
     result = inspector.predict(images)
@@ -148,7 +150,7 @@ def test_map_files_decode_to_the_maps_and_masks_draw(
     assert Image.open(tmp_path / "png" / "grid.png").size[0] > 0
 
 
-def test_bad_arguments_are_named(inspector: Inspector, test_dir: Path, tmp_path: Path) -> None:
+def test_bad_arguments_are_named(inspector: Detector, test_dir: Path, tmp_path: Path) -> None:
     from anomalign.errors import ConfigError
 
     with pytest.raises(DataError, match="does not exist"):
@@ -163,7 +165,7 @@ def test_bad_arguments_are_named(inspector: Inspector, test_dir: Path, tmp_path:
 
 
 def test_outputs_inside_an_input_folder_are_not_inputs(
-    inspector: Inspector, test_dir: Path, tmp_path: Path
+    inspector: Detector, test_dir: Path, tmp_path: Path
 ) -> None:
     import shutil
 

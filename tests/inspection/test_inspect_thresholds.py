@@ -6,20 +6,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from inspect_helpers import fit_detector
 
 from anomalign.backbones import Backbone
+from anomalign.calibration import Calibration, calibrate
 from anomalign.data import load_dataset
 from anomalign.errors import ConfigError
-from anomalign.inspection import (
-    Calibration,
-    Threshold,
-    calibrate,
-    fit_detector,
-    manual_threshold,
-    threshold_at_fpr,
-    threshold_f1,
-)
 from anomalign.metrics import image_metrics
+from anomalign.thresholds import Threshold, manual_threshold, threshold_at_fpr, threshold_f1
 
 CATEGORY = "synth_texture"
 

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from anomalign.backbones import Backbone
 from anomalign.errors import ConfigError
-from anomalign.methods import create_method
+from anomalign.methods import create_detector
 from anomalign.methods.anoclip import AnoCLIP, AnoCLIPConfig, AnoCLIPModel
 from anomalign.methods.anoclip.views import NUM_VIEWS, augmented_views
 
@@ -105,9 +105,15 @@ def test_batch_equals_loop_of_singles(tiny_backbone: Backbone, tta: bool) -> Non
 def test_tta_is_seeded_changes_the_map_and_lowers_its_loss(tiny_backbone: Backbone) -> None:
     images = _images(2, seed=2)
     plain = AnoCLIP(tiny_backbone, preset="default").predict(images, category="bottle")
-    first = AnoCLIP(tiny_backbone, tta=True, preset="default", seed=7).predict(images, "bottle")
-    again = AnoCLIP(tiny_backbone, tta=True, preset="default", seed=7).predict(images, "bottle")
-    other = AnoCLIP(tiny_backbone, tta=True, preset="default", seed=8).predict(images, "bottle")
+    first = AnoCLIP(tiny_backbone, tta=True, preset="default", seed=7).predict(
+        images, category="bottle"
+    )
+    again = AnoCLIP(tiny_backbone, tta=True, preset="default", seed=7).predict(
+        images, category="bottle"
+    )
+    other = AnoCLIP(tiny_backbone, tta=True, preset="default", seed=8).predict(
+        images, category="bottle"
+    )
     np.testing.assert_array_equal(first.maps, again.maps)
     assert not np.allclose(first.maps, plain.maps, atol=1e-6)
     assert not np.allclose(first.maps, other.maps, atol=1e-7)
@@ -118,7 +124,7 @@ def test_tta_is_seeded_changes_the_map_and_lowers_its_loss(tiny_backbone: Backbo
     # the loss, so the check sharpens the logits (an option of the method).
     detector = AnoCLIP(tiny_backbone, tta=True, preset="default", logit_scale=100.0)
     model = detector.model_for("bottle")
-    tokens = detector.encoder(tiny_backbone.preprocess(images[:1])).local_tokens[0]
+    tokens = tiny_backbone.encode(tiny_backbone.preprocess(images[:1])).local_tokens[0]
     generator = torch.Generator().manual_seed(3)
     noises = [0.055 * torch.randn(tokens.shape, generator=generator) for _ in range(8)]
     adapter = model.make_adapter()
@@ -154,8 +160,8 @@ def test_linear_adapter_and_gaussian_smoothing_run(tiny_backbone: Backbone) -> N
 
 
 def test_registry_and_option_errors(tiny_backbone: Backbone) -> None:
-    assert create_method("anoclip+", backbone=tiny_backbone).config.tta is True
-    assert create_method("AnoCLIP", backbone=tiny_backbone).name == "anoclip"
+    assert create_detector("anoclip+", backbone=tiny_backbone).config.tta is True
+    assert create_detector("AnoCLIP", backbone=tiny_backbone).name == "anoclip"
     with pytest.raises(ConfigError, match="no_such_option"):
         AnoCLIP(tiny_backbone, no_such_option=1)
     with pytest.raises(ConfigError, match="smoothing"):
@@ -163,12 +169,14 @@ def test_registry_and_option_errors(tiny_backbone: Backbone) -> None:
     with pytest.raises(ConfigError, match="preset"):
         AnoCLIP(tiny_backbone, preset="fast")
     with pytest.raises(ConfigError, match="Unknown method"):
-        create_method("winclip")
+        create_detector("winclip")
 
 
 def test_tiles_mode_stitches_two_tiles_like_the_visa_script(tiny_backbone: Backbone) -> None:
     wide = np.random.default_rng(5).integers(0, 256, (64, 96, 3), dtype=np.uint8)
-    tiled = AnoCLIP(tiny_backbone, preset="official", tiling="tiles").predict(wide, "candle")
+    tiled = AnoCLIP(tiny_backbone, preset="official", tiling="tiles").predict(
+        wide, category="candle"
+    )
     assert tiled.maps.shape == (1, 64, 96)
     single = AnoCLIP(tiny_backbone, preset="official", image_score="single")
     tiles = single.predict([wide[:, :64], wide[:, 32:]], category="candle")
@@ -185,15 +193,17 @@ def test_tiles_mode_with_tta_is_seeded_and_resizes_on_request(tiny_backbone: Bac
 
     def run() -> np.ndarray:
         detector = AnoCLIP(tiny_backbone, tta=True, tiling="tiles", adapter="linear")
-        prediction = detector.predict([wide, wide[:, :60]], "candle", output_size=(20, 30))
+        prediction = detector.predict([wide, wide[:, :60]], category="candle", output_size=(20, 30))
         assert len(prediction.info["tta_losses"]) == 2
         return prediction.maps
 
     first = run()
     assert first.shape == (2, 20, 30)
     np.testing.assert_array_equal(first, run())
-    with pytest.raises(ConfigError, match="output_size"):
-        AnoCLIP(tiny_backbone, tiling="tiles").predict([wide, wide[:, :60]], "candle")
+    mixed = AnoCLIP(tiny_backbone, tiling="tiles").predict([wide, wide[:, :60]], category="candle")
+    assert not mixed.stacked  # stitched maps keep each image's aspect: one map per image
+    (h1, w1), (h2, w2) = (m.shape for m in mixed.maps)
+    assert h1 == h2 == tiny_backbone.image_size[0] and w1 > w2
 
 
 def test_fit_bundle_round_trip_gives_identical_predictions(

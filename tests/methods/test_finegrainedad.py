@@ -11,15 +11,13 @@ import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
 
 from anomalign.backbones import Backbone, parse_backbone_spec
+from anomalign.components import ExactIndex, IVFIndex, PatchMemory
 from anomalign.errors import ConfigError
-from anomalign.methods import create_method
+from anomalign.methods import create_detector
 from anomalign.methods.finegrainedad import (
-    ExactIndex,
     FineGrainedAD,
     FineGrainedADConfig,
-    IVFIndex,
     MultiLevelPromptLearner,
-    PatchMemory,
     build_prompt_texts,
 )
 from anomalign.methods.finegrainedad.losses import patch_cross_entropy, triplet_loss
@@ -219,8 +217,7 @@ def test_dpc_knn_separates_blobs_and_assigns_every_point() -> None:
 def test_region_aggregation_assigns_every_token_and_is_deterministic(
     tiny_backbone: Backbone, normals
 ) -> None:
-    encoder = tiny_backbone.encoder(None)
-    tokens = encode_tiled(tiny_backbone, encoder, normals[0], 4)
+    tokens = encode_tiled(tiny_backbone, normals[0], 4)
     assert tokens.shape == (16 * 16, tiny_backbone.embed_dim)
     prompts = F.normalize(torch.randn(4, tiny_backbone.embed_dim), dim=-1)
     first = aggregate_regions(tokens, prompts, torch.Generator().manual_seed(111))
@@ -236,14 +233,13 @@ def test_region_aggregation_assigns_every_token_and_is_deterministic(
 def test_cluster_scope_first_reuses_image_zero(tiny_backbone: Backbone, normals) -> None:
     texts = build_prompt_texts(load_shipped("bottle"), shipped_vocabularies())
     learner = MultiLevelPromptLearner(tiny_backbone.text, texts)
-    encoder = tiny_backbone.encoder(None)
     images = [*normals, _defective(0)[0]]
     config = FineGrainedADConfig.from_preset("official", **FAST)
-    weights, labels = compute_region_weights(tiny_backbone, encoder, images, learner, config)
+    weights, labels = compute_region_weights(tiny_backbone, images, learner, config)
     assert weights.shape == (len(texts.components) + 1, 3, 16) and len(labels) == 1
     assert torch.equal(weights[:, 0], weights[:, 2])
     per_shot = dataclasses.replace(config, cluster_scope="per_shot")
-    _, labels = compute_region_weights(tiny_backbone, encoder, images, learner, per_shot)
+    _, labels = compute_region_weights(tiny_backbone, images, learner, per_shot)
     assert len(labels) == 3
 
 
@@ -265,7 +261,7 @@ def test_fused_outputs_are_the_harmonic_combination(fitted: FineGrainedAD) -> No
     prediction = fitted.predict([image])
     t, v = branches["textual"], branches["visual"]
     fused = F.interpolate((t * v / (t + v))[:, None], size=(64, 64), mode="bilinear")[:, 0]
-    from anomalign.methods.postprocess import gaussian_smooth
+    from anomalign.components.postprocess import gaussian_smooth
 
     np.testing.assert_allclose(prediction.maps, gaussian_smooth(fused.numpy(), 4.0), atol=1e-6)
     v_max = F.interpolate(v[:, None], size=(64, 64), mode="bilinear").max()
@@ -338,7 +334,7 @@ def test_ivf_memory_option_runs(tiny_backbone: Backbone, normals) -> None:
 
 
 def test_registry_builds_the_detector(tiny_backbone: Backbone) -> None:
-    detector = create_method("finegrainedad", backbone=tiny_backbone, memory_blocks=(1, 2))
+    detector = create_detector("finegrainedad", backbone=tiny_backbone, memory_blocks=(1, 2))
     assert isinstance(detector, FineGrainedAD)
 
 

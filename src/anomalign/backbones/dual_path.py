@@ -22,31 +22,13 @@ Block numbers are 1-based throughout, as in the papers ("block 3" = ``resblocks[
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from anomalign.backbones.base import ImageTokens
 from anomalign.errors import ConfigError
-
-
-@dataclass
-class ImageTokens:
-    """What one forward pass of :class:`DualPathEncoder` returns (all unnormalised).
-
-    Attributes:
-        global_token: ``(B, D)`` original-path CLS after ``ln_post`` and ``proj``.
-        local_tokens: ``(B, N, D)`` V-V path patch tokens after ``ln_post`` and ``proj``.
-        intermediates: block number (1-based) -> ``(B, N, W)`` original-path patch tokens
-            at that block's output, unprojected.
-        grid_size: ``(rows, cols)`` of the patch grid; ``N = rows * cols``.
-    """
-
-    global_token: torch.Tensor
-    local_tokens: torch.Tensor
-    intermediates: dict[int, torch.Tensor] = field(default_factory=dict)
-    grid_size: tuple[int, int] = (0, 0)
 
 
 def _split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:

@@ -1,241 +1,36 @@
-"""The one factory: turn a backbone spec into a ready, frozen :class:`Backbone`."""
+"""The one backbone factory: a spec string in, a ready, frozen :class:`Backbone` out.
+
+Families register a loader under their name (:func:`register_backbone_family`); the spec
+says which family (``timm:...``; no prefix = open_clip), so adding a family is one module.
+"""
 
 from __future__ import annotations
 
-import logging
-import os
-import time
-import warnings
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from functools import cached_property
-from importlib import resources
-from pathlib import Path
-from typing import Any, Literal
+from collections.abc import Callable
 
 import torch
-from torch import nn
 
-from anomalign.backbones.dual_path import DualPathEncoder
-from anomalign.backbones.preprocess import ImagePreprocessor
-from anomalign.backbones.spec import (
-    CHECKPOINT_SUFFIXES,
-    BackboneSpec,
-    WeightSource,
-    parse_backbone_spec,
-)
-from anomalign.backbones.text import TextEncoder
-from anomalign.backbones.weights import (
-    HF_CONFIG,
-    how_to_provide,
-    offline,
-    pretrained_cfg,
-    resolve_tag_weights,
-)
-from anomalign.errors import ConfigError, WeightsUnavailableError
+from anomalign.backbones.base import PRECISIONS, Backbone, Precision
+from anomalign.backbones.spec import OPEN_CLIP, BackboneSpec, parse_backbone_spec
+from anomalign.errors import ConfigError
 
-Precision = Literal["fp32", "bf16", "fp16"]
-PRECISIONS: dict[str, torch.dtype] = {
-    "fp32": torch.float32,
-    "bf16": torch.bfloat16,
-    "fp16": torch.float16,
-}
-RANDOM_INIT_SEED = 0
+FamilyLoader = Callable[[BackboneSpec, torch.device | str, Precision, str | None], Backbone]
+_FAMILIES: dict[str, FamilyLoader] = {}
 
 
-class UntrainedBackboneWarning(UserWarning):
-    """Emitted when a backbone has random weights: its outputs mean nothing."""
+def register_backbone_family(name: str, loader: FamilyLoader) -> None:
+    """Make specs of family ``name`` loadable with ``loader(spec, device, precision, cache)``."""
+    _FAMILIES[name] = loader
 
 
-_CONFIGS_REGISTERED = False
-
-
-def register_model_configs() -> None:
-    """Add the package's own open_clip model configs (e.g. ``anomalign-tiny``) once."""
-    global _CONFIGS_REGISTERED
-    if _CONFIGS_REGISTERED:
+def _builtin_families() -> None:
+    if _FAMILIES:
         return
-    import open_clip
+    from anomalign.backbones.openclip_family import load_open_clip
+    from anomalign.backbones.timm_family import load_timm
 
-    config_dir = resources.files("anomalign.backbones") / "model_configs"
-    with resources.as_file(config_dir) as path:
-        open_clip.add_model_config(Path(path))
-    _CONFIGS_REGISTERED = True
-
-
-def list_architectures() -> list[str]:
-    """open_clip architecture names, including the package's own configs."""
-    import open_clip
-
-    register_model_configs()
-    return list(open_clip.list_models())
-
-
-@dataclass
-class Backbone:
-    """A frozen open_clip CLIP model with its preprocessing and provenance.
-
-    ``untrained`` is True for random weights; every result built on such a backbone must
-    carry that flag (:meth:`describe` includes it).
-    """
-
-    spec: BackboneSpec
-    model: nn.Module
-    tokenizer: Any
-    preprocessor: ImagePreprocessor
-    precision: str = "fp32"
-    weights_path: str | None = None
-    load_seconds: float = 0.0
-    _encoders: dict[int | None, DualPathEncoder] = field(default_factory=dict, repr=False)
-
-    @property
-    def untrained(self) -> bool:
-        return self.spec.untrained
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
-    @property
-    def image_size(self) -> tuple[int, int]:
-        return self.preprocessor.image_size
-
-    @property
-    def embed_dim(self) -> int:
-        """Dimension of the joint image-text embedding space."""
-        return int(self.model.visual.output_dim)
-
-    @property
-    def vision_width(self) -> int:
-        """Width of the image transformer (dimension of intermediate tokens)."""
-        return int(self.model.visual.conv1.out_channels)
-
-    def encoder(self, vv_depth: int | None = None) -> DualPathEncoder:
-        """The dual-path image encoder (cached per V-V depth; ``None`` = all blocks)."""
-        if vv_depth not in self._encoders:
-            self._encoders[vv_depth] = DualPathEncoder(self.model.visual, vv_depth=vv_depth)
-        return self._encoders[vv_depth]
-
-    @cached_property
-    def text(self) -> TextEncoder:
-        """The text encoder (prompt lists and learnable prompt embeddings)."""
-        return TextEncoder(self.model, self.tokenizer)
-
-    def preprocess(self, images) -> torch.Tensor:
-        """Decode, squash-resize and normalise images onto the backbone's device."""
-        return self.preprocessor(images).to(self.device)
-
-    def describe(self) -> dict[str, Any]:
-        """Provenance recorded in every result."""
-        return {
-            "backbone": str(self.spec),
-            "weights_path": self.weights_path,
-            "untrained_backbone": self.untrained,
-            "precision": self.precision,
-            "image_size": list(self.image_size),
-            "device": str(self.device),
-        }
-
-
-@contextmanager
-def _quiet_root_warnings():
-    """Silence root-logger warnings (open_clip's) for the duration of the block."""
-    previous = logging.root.manager.disable
-    logging.disable(logging.WARNING)
-    try:
-        yield
-    finally:
-        logging.disable(previous)
-
-
-def _create(arch: str, pretrained: str | None, force_quick_gelu: bool, device) -> nn.Module:
-    import open_clip
-
-    try:
-        return open_clip.create_model(
-            arch,
-            pretrained=pretrained,
-            device=device,
-            force_quick_gelu=force_quick_gelu,
-            weights_only=True,
-            load_weights=pretrained is not None or arch.startswith(("hf-hub:", "local-dir:")),
-        )
-    except RuntimeError as error:
-        if "Model config for" in str(error) or "not found" in str(error).lower():
-            raise ConfigError(
-                f"Unknown backbone architecture '{arch}': {error}. "
-                "Run `anomalign info` to list the known architectures."
-            ) from error
-        raise
-
-
-def _check_local_dir(spec: BackboneSpec) -> None:
-    folder = Path(spec.value).expanduser()
-    if not folder.is_dir():
-        raise WeightsUnavailableError(
-            f"Backbone '{spec}': folder '{folder}' does not exist.\n" + how_to_provide(spec)
-        )
-    if not (folder / HF_CONFIG).is_file():
-        raise WeightsUnavailableError(
-            f"Backbone '{spec}': '{folder}' has no {HF_CONFIG}; expected an open_clip model "
-            "folder (config JSON plus open_clip_model.safetensors)."
-        )
-
-
-def _check_hf_hub_cached(spec: BackboneSpec) -> None:
-    from huggingface_hub import try_to_load_from_cache
-
-    if offline() and not isinstance(try_to_load_from_cache(spec.value, HF_CONFIG), str):
-        raise WeightsUnavailableError(
-            f"Backbone '{spec}' is not in the Hugging Face cache "
-            f"({os.environ.get('HF_HOME', '~/.cache/huggingface')}) and the environment is "
-            "offline.\n" + how_to_provide(spec)
-        )
-
-
-def _build_model(spec: BackboneSpec, device: torch.device, cache_dir: str | None):
-    """Create the open_clip model for ``spec``; return it and the weights path used."""
-    register_model_configs()
-    if spec.source is WeightSource.RANDOM:
-        with torch.random.fork_rng(devices=[]), _quiet_root_warnings():
-            # open_clip logs its own "initialized randomly" warning; ours below says more.
-            torch.manual_seed(RANDOM_INIT_SEED)
-            model = _create(spec.arch, None, False, device)
-        warnings.warn(
-            f"Backbone '{spec}' has random weights: results are for pipeline checks only "
-            "and are flagged 'untrained_backbone'.",
-            UntrainedBackboneWarning,
-            stacklevel=3,
-        )
-        return model, None
-    if spec.source is WeightSource.FILE:
-        path = Path(spec.value)
-        if not path.is_file():
-            raise WeightsUnavailableError(
-                f"Backbone '{spec}': checkpoint file '{path}' does not exist.\n"
-                + how_to_provide(spec)
-            )
-        if path.suffix.lower() not in CHECKPOINT_SUFFIXES:
-            raise ConfigError(
-                f"Backbone '{spec}': '{path.name}' is not a checkpoint; expected one of "
-                f"{', '.join(CHECKPOINT_SUFFIXES)}."
-            )
-        return _create(spec.arch, str(path), False, device), str(path)
-    if spec.source is WeightSource.TAG:
-        quick_gelu = bool(pretrained_cfg(spec.arch, spec.value).get("quick_gelu", False))
-        path = resolve_tag_weights(spec, cache_dir)
-        force = quick_gelu and not spec.arch.endswith("-quickgelu")
-        return _create(spec.arch, str(path), force, device), str(path)
-    if spec.source is WeightSource.LOCAL_DIR:
-        _check_local_dir(spec)
-    else:
-        _check_hf_hub_cached(spec)
-    try:
-        return _create(str(spec), None, False, device), spec.value
-    except (OSError, RuntimeError) as error:
-        raise WeightsUnavailableError(
-            f"Backbone '{spec}' could not be loaded: {error}\n" + how_to_provide(spec)
-        ) from error
+    _FAMILIES.setdefault(OPEN_CLIP, load_open_clip)
+    _FAMILIES.setdefault("timm", load_timm)
 
 
 def load_backbone(
@@ -244,39 +39,29 @@ def load_backbone(
     precision: Precision = "fp32",
     cache_dir: str | None = None,
 ) -> Backbone:
-    """Load a frozen CLIP backbone from a spec string (see :mod:`anomalign.backbones.spec`).
+    """Load a frozen backbone from a spec string (see :mod:`anomalign.backbones.spec`).
 
     Raises :class:`~anomalign.errors.WeightsUnavailableError` within seconds when the
     weights are neither cached nor downloadable, with instructions for local files.
     """
-    import open_clip
-
     parsed = parse_backbone_spec(spec)
     if precision not in PRECISIONS:
         raise ConfigError(f"precision must be one of {sorted(PRECISIONS)}, got '{precision}'.")
-    device = torch.device(device)
-    started = time.perf_counter()
-    model, weights_path = _build_model(parsed, device, cache_dir)
-    model = model.to(device=device, dtype=PRECISIONS[precision]).eval()
-    model.requires_grad_(False)
-    cfg = getattr(model.visual, "preprocess_cfg", {}) or {}
-    size = cfg.get("size", model.visual.image_size)
-    size = (size, size) if isinstance(size, int) else tuple(size)
-    preprocessor = ImagePreprocessor(
-        image_size=(int(size[0]), int(size[1])),
-        mean=tuple(cfg.get("mean", ImagePreprocessor.mean)),
-        std=tuple(cfg.get("std", ImagePreprocessor.std)),
-    )
-    tokenizer_name = (
-        str(parsed) if parsed.arch.startswith(("hf-hub:", "local-dir:")) else parsed.arch
-    )
-    tokenizer = open_clip.get_tokenizer(tokenizer_name)
-    return Backbone(
-        parsed,
-        model,
-        tokenizer,
-        preprocessor,
-        precision,
-        weights_path,
-        load_seconds=time.perf_counter() - started,
-    )
+    _builtin_families()
+    loader = _FAMILIES.get(parsed.family)
+    if loader is None:
+        raise ConfigError(
+            f"Backbone '{parsed}': unknown family '{parsed.family}'; known: {sorted(_FAMILIES)}."
+        )
+    return loader(parsed, device, precision, cache_dir)
+
+
+def as_backbone(
+    backbone: str | BackboneSpec | Backbone,
+    device: str | torch.device = "cpu",
+    precision: Precision = "fp32",
+) -> Backbone:
+    """``backbone`` itself when already loaded, else :func:`load_backbone` of the spec."""
+    if isinstance(backbone, Backbone):
+        return backbone
+    return load_backbone(backbone, device=device, precision=precision)

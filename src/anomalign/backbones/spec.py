@@ -7,7 +7,11 @@ Accepted forms (see :func:`parse_backbone_spec`):
 * ``ARCH:/path/to/checkpoint.{bin,pt,pth,safetensors}``: a local checkpoint file;
 * ``ARCH:random``: random initialisation, for tests and pipeline checks only;
 * ``hf-hub:org/repo``: an open_clip model on the Hugging Face Hub (config and weights);
-* ``local-dir:/path``: a folder with ``open_clip_config.json`` and weights.
+* ``local-dir:/path``: a folder with ``open_clip_config.json`` and weights;
+* ``timm:MODEL:TAG`` / ``timm:MODEL:/path/to/weights`` / ``timm:MODEL:random``: an image
+  model of the timm family (no text tower), e.g. ``timm:wide_resnet50_2:random``.
+
+Without a family prefix a spec names an open_clip model.
 """
 
 from __future__ import annotations
@@ -20,6 +24,11 @@ from anomalign.errors import ConfigError
 
 CHECKPOINT_SUFFIXES = (".bin", ".pt", ".pth", ".safetensors")
 RANDOM_TAG = "random"
+#: The backbone of both papers; the default of every CLIP method. Defined here only.
+DEFAULT_BACKBONE = "ViT-B-16-plus-240:laion400m_e32"
+OPEN_CLIP = "open_clip"
+#: Families other than open_clip are named by a prefix: ``timm:resnet18:random``.
+PREFIXED_FAMILIES: tuple[str, ...] = ("timm",)
 
 
 class WeightSource(StrEnum):
@@ -39,6 +48,7 @@ class BackboneSpec:
     arch: str
     source: WeightSource
     value: str
+    family: str = OPEN_CLIP
 
     @property
     def untrained(self) -> bool:
@@ -48,7 +58,8 @@ class BackboneSpec:
     def __str__(self) -> str:
         if self.source in (WeightSource.HF_HUB, WeightSource.LOCAL_DIR):
             return f"{self.source.value}:{self.value}"
-        return f"{self.arch}:{self.value}"
+        prefix = "" if self.family == OPEN_CLIP else f"{self.family}:"
+        return f"{prefix}{self.arch}:{self.value}"
 
 
 def _looks_like_path(value: str) -> bool:
@@ -66,6 +77,18 @@ def parse_backbone_spec(spec: str | BackboneSpec) -> BackboneSpec:
     text = str(spec).strip()
     if not text:
         raise ConfigError("Empty backbone spec; expected e.g. 'ViT-B-16-plus-240:laion400m_e32'.")
+    family, sep, rest = text.partition(":")
+    if sep and family in PREFIXED_FAMILIES:
+        inner = parse_backbone_spec(rest)
+        if inner.family != OPEN_CLIP or inner.source in (
+            WeightSource.HF_HUB,
+            WeightSource.LOCAL_DIR,
+        ):
+            raise ConfigError(
+                f"Backbone spec '{text}': expected {family}:MODEL:TAG, {family}:MODEL:/path or "
+                f"{family}:MODEL:random."
+            )
+        return BackboneSpec(inner.arch, inner.source, inner.value, family)
     for prefix, source in (
         ("hf-hub:", WeightSource.HF_HUB),
         ("local-dir:", WeightSource.LOCAL_DIR),

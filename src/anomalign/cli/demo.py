@@ -32,8 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from anomalign.inspection.demo import DEMO_METHODS, run_demo
-    from anomalign.methods.anoclip import DEFAULT_BACKBONE
+    from anomalign.backbones import DEFAULT_BACKBONE
+    from anomalign.demo import DEMO_METHODS, run_demo
 
     report = run_demo(
         args.out,

@@ -6,11 +6,11 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from anomalign.options import parse_key_value
+from anomalign.options import guess_value, parse_key_value
 
 
-def parse_options(pairs: list[str] | None, flag: str) -> dict[str, Any]:
-    """``KEY=VALUE`` pairs as a dict; values are read as JSON when they parse, else text."""
+def parse_options(pairs: list[str] | None, flag: str) -> dict[str, str]:
+    """``KEY=VALUE`` pairs as a dict of text values (typed later against the option)."""
     return dict(parse_key_value(pair, flag) for pair in pairs or [])
 
 
@@ -22,7 +22,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "calibrate its heatmaps on normal images, set a decision threshold and write one "
         "bundle file that `anomalign predict` and anomalign.load_detector read.",
     )
-    parser.add_argument("--method", required=True, help="anoclip, anoclip+ or finegrainedad")
+    parser.add_argument(
+        "--method", required=True, help="a registered method (anomalign info lists them)"
+    )
     parser.add_argument(
         "--normal",
         nargs="+",
@@ -76,47 +78,66 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from anomalign.inspection import fit_detector
-    from anomalign.methods.anoclip import DEFAULT_BACKBONE
+    from anomalign.backbones import DEFAULT_BACKBONE
+    from anomalign.inspection import check_threshold_inputs, fit_for_inspection
+    from anomalign.methods import gather_images, method_spec
 
-    fit_options = parse_options(args.fit_option, "--fit-option")
+    spec = method_spec(args.method)
+    options = spec.coerce_options(parse_options(args.option, "--option"))
+    fit_options: dict[str, Any] = {
+        k: guess_value(v) for k, v in parse_options(args.fit_option, "--fit-option").items()
+    }
     if args.captions:
         fit_options["captions"] = args.captions
     if args.out.suffix != ".anomalign":
         print(f"note: detector bundles usually end in .anomalign (writing '{args.out}')")
-    inspector = fit_detector(
-        args.method,
-        args.normal,
-        category=args.category,
+    normal = gather_images(args.normal) if args.normal else []
+    val_normal = gather_images(args.val_normal) if args.val_normal else []
+    val_anomalous = gather_images(args.val_anomalous) if args.val_anomalous else []
+    check_threshold_inputs(
+        spec.name,
+        normal=normal,
+        val_normal=val_normal,
+        val_anomalous=val_anomalous,
+        threshold=args.threshold,
+        fpr=args.fpr,
+        f1=args.f1,
+    )
+    detector = spec.create(
         backbone=args.backbone or DEFAULT_BACKBONE,
         preset=args.preset,
-        method_options=parse_options(args.option, "--option"),
-        fit_options=fit_options,
         device=args.device,
-        val_normal=args.val_normal,
-        val_anomalous=args.val_anomalous,
+        **options,
+    )
+    fit_for_inspection(
+        detector,
+        normal,
+        category=args.category,
+        fit_inputs=fit_options,
+        val_normal=val_normal,
+        val_anomalous=val_anomalous,
         threshold=args.threshold,
         fpr=args.fpr,
         f1=args.f1,
         batch_size=args.batch_size,
-        out=args.out,
         log=lambda message: print(f"note: {message}"),
     )
-    info = inspector.describe()
-    calibration = inspector.calibration
-    fit = inspector.provenance
-    print(f"Fitted {inspector.method} on {len(fit['normal_images'])} normal image(s)")
+    detector.save(args.out)
+    info = detector.describe()
+    calibration = detector.calibration
+    fit = detector.fit_record
+    print(f"Fitted {detector.name} on {len(fit['normal_images'])} normal image(s)")
     print(f"  backbone: {info['backbone']}")
-    if inspector.untrained_backbone:
+    if detector.untrained_backbone:
         print("  UNTRAINED BACKBONE (random weights): scores and maps are not meaningful.")
     print(
         f"  heatmap range: [{calibration.map_low:.6g}, {calibration.map_high:.6g}] "
         f"({calibration.source})"
     )
-    if inspector.threshold is None:
+    if detector.threshold is None:
         print("  threshold: none (predict reports scores only; see --threshold/--fpr/--f1)")
     else:
-        t = inspector.threshold
+        t = detector.threshold
         stats = ", ".join(f"{k}={v:.4g}" for k, v in t.stats.items() if isinstance(v, float))
         print(f"  threshold: {t.value:.6g} ({t.mode}; {t.source}{'; ' + stats if stats else ''})")
     size = args.out.stat().st_size

@@ -43,12 +43,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from anomalign.inspection import load_detector, predict_folder
+    from anomalign.inspection import predict_folder
+    from anomalign.methods import load_detector
 
-    inspector = load_detector(args.detector, device=args.device)
+    detector = load_detector(args.detector, device=args.device)
     if args.threshold is not None:
-        inspector.set_threshold(args.threshold, "given to anomalign predict")
-    if inspector.untrained_backbone:
+        detector.set_threshold(args.threshold, "given to anomalign predict")
+    if detector.untrained_backbone:
         print("UNTRAINED BACKBONE (random weights): scores and maps are not meaningful.")
     interactive = sys.stderr.isatty()
 
@@ -57,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"\r  {done}/{total} images, {errors} skipped", end="", file=sys.stderr)
 
     result = predict_folder(
-        inspector,
+        detector,
         args.inputs,
         args.out,
         batch_size=args.batch_size,

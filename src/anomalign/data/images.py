@@ -18,6 +18,12 @@ from anomalign.errors import DataError
 
 ImageInput: TypeAlias = "str | Path | Image.Image | np.ndarray"
 
+#: File suffixes (case-insensitive) read as images when a folder is listed: by dataset
+#: layouts and by every command that takes folders. Files named explicitly are always read.
+IMAGE_SUFFIXES: frozenset[str] = frozenset(
+    {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm", ".pnm"}
+)
+
 
 class ImageReadError(DataError):
     """An image could not be read or has an unsupported shape, type or size."""

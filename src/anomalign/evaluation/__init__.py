@@ -7,27 +7,23 @@ the report from the stored units.
 """
 
 from anomalign.evaluation.anchors import Anchor, AnchorTable, load_anchors
-from anomalign.evaluation.config import (
-    METHOD_PROTOCOLS,
-    BenchmarkConfig,
-    MethodProtocol,
-    SyntheticOptions,
-)
+from anomalign.evaluation.config import BenchmarkConfig, SyntheticOptions
 from anomalign.evaluation.report import BenchmarkReport, RunSummary, Stat, write_report
-from anomalign.evaluation.runner import BenchmarkResult, UnitKey, run_benchmark
+from anomalign.evaluation.runner import BenchmarkResult, run_benchmark
+from anomalign.evaluation.units import PlannedUnit, UnitKey, UnitRecord
 
 __all__ = [
-    "METHOD_PROTOCOLS",
     "Anchor",
     "AnchorTable",
     "BenchmarkConfig",
     "BenchmarkReport",
     "BenchmarkResult",
-    "MethodProtocol",
+    "PlannedUnit",
     "RunSummary",
     "Stat",
     "SyntheticOptions",
     "UnitKey",
+    "UnitRecord",
     "load_anchors",
     "run_benchmark",
     "write_report",

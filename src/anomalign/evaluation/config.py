@@ -14,7 +14,9 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from anomalign.backbones.spec import DEFAULT_BACKBONE
 from anomalign.errors import ConfigError
+from anomalign.methods.registry import MethodSpec
 from anomalign.options import parse_key_value
 
 #: Datasets accepted besides the layouts of :mod:`anomalign.data.layouts`.
@@ -24,43 +26,6 @@ EVAL_ASPECTS = ("auto", "squash", "keep")
 PRECISIONS = ("fp32", "fp16", "bf16")
 #: Key of :attr:`BenchmarkConfig.method_options` whose options go to every method.
 ALL_METHODS = "*"
-
-
-@dataclass(frozen=True)
-class MethodProtocol:
-    """How the benchmark drives a method.
-
-    Attributes:
-        uses_shots: ``fit`` learns from normal reference images, so the method runs once
-            per (shots, seed); otherwise it runs once at 0 shots whatever the seeds.
-        zero_shot: the method can run without reference images (0 shots).
-        eval_size: the evaluation size of the method's paper protocol.
-    """
-
-    uses_shots: bool
-    zero_shot: bool
-    eval_size: int
-
-
-#: Protocols of the methods this package knows; a detector may override them with class
-#: attributes of the same names. Unknown methods get :data:`DEFAULT_PROTOCOL`.
-METHOD_PROTOCOLS: dict[str, MethodProtocol] = {
-    # AnoCLIP is training-free; its protocol squashes MVTec images to 240 (anoclip.md §1, §5).
-    "anoclip": MethodProtocol(uses_shots=False, zero_shot=True, eval_size=240),
-    "anoclip+": MethodProtocol(uses_shots=False, zero_shot=True, eval_size=240),
-    # FineGrainedAD fits prompts on k normal images and evaluates at 400² (finegrainedad.md §9).
-    "finegrainedad": MethodProtocol(uses_shots=True, zero_shot=False, eval_size=400),
-}
-DEFAULT_PROTOCOL = MethodProtocol(uses_shots=True, zero_shot=True, eval_size=240)
-
-#: Method options a dataset implies unless the user sets them: the official AnoCLIP VisA
-#: script tiles the long side and uses the linear adapter (anoclip.md §1, §7).
-DATASET_METHOD_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
-    "visa": {
-        "anoclip": {"tiling": "tiles", "adapter": "linear"},
-        "anoclip+": {"tiling": "tiles", "adapter": "linear"},
-    },
-}
 
 
 @dataclass(frozen=True)
@@ -108,7 +73,7 @@ class BenchmarkConfig:
     methods: tuple[str, ...] = ("anoclip",)
     shots: tuple[int, ...] = (0,)
     seeds: tuple[int, ...] = (0,)
-    backbone: str = "ViT-B-16-plus-240:laion400m_e32"
+    backbone: str = DEFAULT_BACKBONE
     device: str = "auto"
     precision: str = "fp32"
     eval_size: int | None = None
@@ -174,16 +139,17 @@ class BenchmarkConfig:
 
     # -- derived values -----------------------------------------------------------------
 
-    def options_for(self, method: str, layout: str) -> dict[str, Any]:
-        """Options passed to ``method``: dataset defaults, then "*" options, then its own."""
-        options = dict(DATASET_METHOD_DEFAULTS.get(layout, {}).get(method, {}))
+    def options_for(self, spec: MethodSpec, layout: str) -> dict[str, Any]:
+        """Options passed to a method: its dataset defaults, then "*" options, then its own,
+        parsed against the method's declared option types (one-line errors)."""
+        options = dict(spec.dataset_defaults.get(layout, {}))
         options.update(self.method_options.get(ALL_METHODS, {}))
-        options.update(self.method_options.get(method, {}))
-        return options
+        options.update(self.method_options.get(spec.name, {}))
+        return spec.coerce_options(options)
 
-    def eval_size_for(self, protocol: MethodProtocol) -> int:
+    def eval_size_for(self, spec: MethodSpec) -> int:
         """The evaluation size of a method: ``eval_size`` or the method's protocol size."""
-        return self.eval_size if self.eval_size is not None else protocol.eval_size
+        return self.eval_size if self.eval_size is not None else spec.eval_size
 
     def eval_aspect_for(self, options: dict[str, Any]) -> str:
         """The resolved aspect ("squash" or "keep") for a method with these options."""
@@ -267,10 +233,10 @@ def parse_name_list(text: str, option: str) -> tuple[str, ...]:
 def parse_option(text: str) -> tuple[str, str, Any]:
     """``"anoclip.smoothing=gaussian"`` -> ``("anoclip", "smoothing", "gaussian")``.
 
-    Without a ``method.`` prefix the option applies to every method (``"*"``). Values are
-    read as JSON when they parse (numbers, true/false, null, lists), else kept as strings.
+    Without a ``method.`` prefix the option applies to every method (``"*"``). The value
+    stays text until :meth:`BenchmarkConfig.options_for` parses it against the option's type.
     """
-    key, value = parse_key_value(text, "--option", "[METHOD.]KEY=VALUE")
+    key, value = parse_key_value(text, "--option", "[METHOD.]KEY=VALUE")  # value: text
     method, _, name = key.rpartition(".")
     method, name = method.strip() or ALL_METHODS, name.strip()
     if not name:

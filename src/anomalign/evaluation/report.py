@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from anomalign.evaluation import io
+from anomalign import io
 from anomalign.evaluation.anchors import Anchor, load_anchors
+from anomalign.evaluation.units import UnitRecord
 from anomalign.metrics import CategoryMetrics, ImageMetrics, MetricsReport, PixelMetrics, summarize
 
 #: Every metric stored per category (fractions in [0, 1]).
@@ -73,7 +74,7 @@ class RunSummary:
     method: str
     shots: int
     seeds: list[int | None]
-    units: list[dict[str, Any]]
+    units: list[UnitRecord]
     per_seed: dict[int | None, MetricsReport]
     categories: dict[str, dict[str, Stat]]
     mean: dict[str, Stat]
@@ -113,7 +114,7 @@ class BenchmarkReport:
 
     path: Path
     run: dict[str, Any]
-    units: list[dict[str, Any]]
+    units: list[UnitRecord]
     summaries: list[RunSummary]
     missing: list[str] = field(default_factory=list)
 
@@ -128,7 +129,7 @@ def category_metrics(record: dict[str, Any]) -> CategoryMetrics:
     )
 
 
-def load_units(out_dir: Path, run: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str]]:
+def load_units(out_dir: Path, run: dict[str, Any]) -> tuple[list[UnitRecord], list[str]]:
     """Records of the planned units that are finished, and labels of the missing ones."""
     units, missing = [], []
     for planned in run["plan"]["units"]:
@@ -144,7 +145,7 @@ def load_units(out_dir: Path, run: dict[str, Any]) -> tuple[list[dict[str, Any]]
     return units, missing
 
 
-def summarize_runs(run: dict[str, Any], units: list[dict[str, Any]]) -> list[RunSummary]:
+def summarize_runs(run: dict[str, Any], units: list[UnitRecord]) -> list[RunSummary]:
     """Aggregate unit records per (method, shots), in the planned order."""
     expected: dict[tuple[str, int], int] = {}
     for planned in run["plan"]["units"]:
@@ -171,7 +172,7 @@ def summarize_runs(run: dict[str, Any], units: list[dict[str, Any]]) -> list[Run
     return summaries
 
 
-def timing_summary(units: list[dict[str, Any]]) -> dict[str, Any]:
+def timing_summary(units: list[UnitRecord]) -> dict[str, Any]:
     """Fit and inference cost of a set of units: totals, per image, peak memory."""
     if not units:
         return {}
@@ -234,7 +235,7 @@ def _unit_row(u: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def _write_metric_files(out_dir: Path, units: list[dict[str, Any]], runs: list[RunSummary]) -> None:
+def _write_metric_files(out_dir: Path, units: list[UnitRecord], runs: list[RunSummary]) -> None:
     rows = [_unit_row(u) for u in units]
     header = list(rows[0]) if rows else ["method", "shots", "seed", "category", *METRICS]
     io.write_csv(out_dir / "metrics" / "per_category.csv", header, rows)
@@ -326,7 +327,7 @@ def _anchor_row(anchor: Anchor, label: str) -> list[str]:
 
 
 def render_markdown(
-    run: dict[str, Any], runs: list[RunSummary], missing: list[str], units: list[dict[str, Any]]
+    run: dict[str, Any], runs: list[RunSummary], missing: list[str], units: list[UnitRecord]
 ) -> str:
     """The Markdown report."""
     anchors = load_anchors()

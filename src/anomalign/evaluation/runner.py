@@ -23,71 +23,21 @@ from typing import Any
 
 import numpy as np
 
-from anomalign import __version__
+from anomalign import __version__, io
 from anomalign.data.dataset import Dataset, load_dataset
 from anomalign.data.fewshot import shot_record
 from anomalign.data.sample import Sample
 from anomalign.data.transforms import resize_map, resize_mask, short_side_size
 from anomalign.errors import ConfigError, DataError
-from anomalign.evaluation import io
-from anomalign.evaluation.config import (
-    DEFAULT_PROTOCOL,
-    METHOD_PROTOCOLS,
-    SYNTHETIC,
-    BenchmarkConfig,
-    MethodProtocol,
-    stable_hash,
-)
+from anomalign.evaluation.config import SYNTHETIC, BenchmarkConfig, stable_hash
 from anomalign.evaluation.overlays import choose_examples, write_overlay_figure
 from anomalign.evaluation.progress import ProgressReporter, make_progress
 from anomalign.evaluation.resources import ResourceMeter
-from anomalign.methods import create_method, list_methods
+from anomalign.evaluation.units import UNIT_SCHEMA, PlannedUnit, UnitKey, UnitRecord
+from anomalign.methods import MethodSpec, create_detector, method_names, method_spec
 
-#: Version of the unit file format; part of every unit hash.
-UNIT_SCHEMA = 1
 CONFIG_FILE = "config.json"
 SYNTHETIC_DIR = "synthetic-data"
-
-
-@dataclass(frozen=True)
-class UnitKey:
-    """One unit of work. ``seed`` is None for methods that do not use reference images."""
-
-    method: str
-    shots: int
-    seed: int | None
-    category: str
-
-    @property
-    def seed_dir(self) -> str:
-        return "no-seed" if self.seed is None else f"seed{self.seed}"
-
-    @property
-    def label(self) -> str:
-        seed = "" if self.seed is None else f" seed {self.seed}"
-        return f"{self.method} {self.shots}-shot{seed} · {self.category}"
-
-    def path(self, kind: str, suffix: str) -> Path:
-        """Relative path of one of the unit's files (``kind``: units, scores, maps)."""
-        name = self.category.replace("/", "_") + suffix
-        return Path(kind) / self.method / f"k{self.shots}" / self.seed_dir / name
-
-    def overlay_path(self) -> Path:
-        """Relative path of the unit's overlay figure (one per method, shots, category)."""
-        return Path("overlays") / self.method / f"k{self.shots}" / f"{self.category}.png"
-
-
-@dataclass(frozen=True)
-class PlannedUnit:
-    """A unit with everything that determines its result, and the hash of that."""
-
-    key: UnitKey
-    options: dict[str, Any]
-    eval_size: int
-    eval_aspect: str
-    shot_files: tuple[str, ...]
-    overlay: bool
-    hash: str
 
 
 @dataclass
@@ -144,22 +94,11 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def method_protocol(name: str, detector: Any) -> MethodProtocol:
-    """The method's protocol: the known table, overridden by detector class attributes."""
-    base = METHOD_PROTOCOLS.get(name.lower(), DEFAULT_PROTOCOL)
-    overrides = {
-        attr: getattr(type(detector), attr)
-        for attr in ("uses_shots", "zero_shot", "eval_size")
-        if isinstance(getattr(type(detector), attr, None), bool | int)
-    }
-    return MethodProtocol(**{**asdict(base), **overrides})
-
-
 def plan_units(
     config: BenchmarkConfig,
     dataset: Dataset,
     categories: Sequence[str],
-    protocols: dict[str, MethodProtocol],
+    specs: dict[str, MethodSpec],
     options: dict[str, dict[str, Any]],
 ) -> tuple[list[PlannedUnit], list[str]]:
     """Every unit of the run in order (method, shots, seed, category), and notes on what
@@ -168,7 +107,7 @@ def plan_units(
     notes: list[str] = []
     units: list[PlannedUnit] = []
     for method in config.methods:
-        protocol = protocols[method]
+        protocol = specs[method]
         settings: list[tuple[int, int | None]]
         if not protocol.uses_shots:
             settings = [(0, None)]
@@ -313,7 +252,7 @@ def _run_unit(unit: PlannedUnit, index: int, ctx: _Context) -> dict[str, Any]:
             raise DataError(f"The reference images of {key.label} changed while planning.")
     ctx.progress.start_unit(index, key.label, len(samples))
 
-    detector = create_method(key.method, backbone=ctx.backbone, **unit.options)
+    detector = create_detector(key.method, backbone=ctx.backbone, **unit.options)
     with ctx.meter.phase() as fit_usage:
         detector.fit([s.image_path for s in shots], category=key.category)
 
@@ -336,9 +275,12 @@ def _run_unit(unit: PlannedUnit, index: int, ctx: _Context) -> dict[str, Any]:
                 )
             scores[chunk] = prediction.scores
             untrained |= prediction.untrained_backbone
-            maps = prediction.maps
-            if maps.shape[1:] != sizes[chunk[0]]:  # a method that ignores output_size
-                maps = resize_map(maps, sizes[chunk[0]])
+            maps = np.stack(
+                [
+                    m if m.shape == sizes[chunk[0]] else resize_map(m, sizes[chunk[0]])
+                    for m in prediction.maps  # a method that ignores output_size is resized
+                ]
+            )
             low, high = min(low, float(maps.min())), max(high, float(maps.max()))
             if accumulator is not None:
                 masks = np.stack([resize_mask(samples[i].load_mask(), sizes[i]) for i in chunk])
@@ -374,7 +316,7 @@ def _run_unit(unit: PlannedUnit, index: int, ctx: _Context) -> dict[str, Any]:
             out / files["overlay"], [samples[i] for i in order], [kept[i] for i in order], low, high
         )
 
-    record = {
+    record: UnitRecord = {
         "schema": UNIT_SCHEMA,
         "hash": unit.hash,
         "method": key.method,
@@ -442,18 +384,6 @@ def _device_name(device: str) -> str:
     return platform.processor() or platform.machine() or "cpu"
 
 
-def _warm_up(backbone: Any) -> None:
-    """One forward pass of the image tower, so the first unit's timing excludes start-up."""
-    import torch
-
-    height, width = backbone.image_size
-    dtype = next(backbone.model.parameters()).dtype
-    with torch.no_grad():
-        backbone.model.encode_image(
-            torch.zeros(1, 3, height, width, device=backbone.device, dtype=dtype)
-        )
-
-
 def run_benchmark(
     config: BenchmarkConfig,
     out_dir: str | Path,
@@ -483,12 +413,15 @@ def run_benchmark(
     from anomalign.evaluation.report import write_report
 
     config.validate()
-    known = list_methods()
+    known = method_names()
     unknown = [m for m in config.methods if m.lower() not in known]
     if unknown:
         raise ConfigError(
             f"--method {', '.join(unknown)}: not registered; known methods: {', '.join(known)}."
         )
+    specs = {m: method_spec(m) for m in config.methods}
+    for spec in specs.values():  # option names and values, before any work
+        config.options_for(spec, layout="")
     if backbone is not None and parse_backbone_spec(config.backbone) != backbone.spec:
         raise ConfigError(
             f"--backbone '{config.backbone}' differs from the given backbone '{backbone.spec}'."
@@ -500,13 +433,11 @@ def run_benchmark(
     categories = config.categories or tuple(dataset.categories)
     for category in categories:
         dataset.by_category(category)  # raises DataError naming the known categories
+    options = {m: config.options_for(specs[m], dataset.layout) for m in config.methods}
     if backbone is None:
         backbone = load_backbone(config.backbone, device=device, precision=config.precision)
 
-    options = {m: config.options_for(m, dataset.layout) for m in config.methods}
-    probes = {m: create_method(m, backbone=backbone, **options[m]) for m in config.methods}
-    protocols = {m: method_protocol(m, probe) for m, probe in probes.items()}
-    plan, notes = plan_units(config, dataset, categories, protocols, options)
+    plan, notes = plan_units(config, dataset, categories, specs, options)
 
     shot_files: dict[str, dict[str, dict[str, list[str]]]] = {}
     for unit in plan:
@@ -537,11 +468,18 @@ def run_benchmark(
         },
         "methods": {
             m: {
-                "protocol": asdict(protocols[m]),
+                "protocol": {
+                    "learning": specs[m].learning,
+                    "fixed": dict(specs[m].fixed),
+                    "uses_shots": specs[m].uses_shots,
+                    "zero_shot": specs[m].zero_shot,
+                    "eval_size": specs[m].eval_size,
+                    "aupro": specs[m].aupro,
+                    "needs_text": specs[m].needs_text,
+                },
                 "options": options[m],
-                "eval_size": config.eval_size_for(protocols[m]),
+                "eval_size": config.eval_size_for(specs[m]),
                 "eval_aspect": config.eval_aspect_for(options[m]),
-                "describe": _jsonable(probes[m].describe()),
             }
             for m in config.methods
         },
@@ -562,7 +500,6 @@ def run_benchmark(
         },
     }
     io.write_json(out / CONFIG_FILE, _jsonable(run_record))
-    del probes
 
     done = [u for u in plan if unit_is_done(out, u, config)]
     done_keys = {u.key for u in done}
@@ -578,7 +515,7 @@ def run_benchmark(
     )
     result = BenchmarkResult(out, out / "report.md", reused=[u.key for u in done])
     if len(done) < len(plan):
-        _warm_up(backbone)
+        backbone.warm_up()
     reporter.start(len(plan), len(done))
     try:
         for index, unit in enumerate(plan, start=1):

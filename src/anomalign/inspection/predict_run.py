@@ -21,7 +21,6 @@ import csv
 import io
 import json
 import os
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -30,13 +29,14 @@ from typing import Any, Literal
 
 import numpy as np
 
-from anomalign.data.images import load_mask, load_rgb
+from anomalign.data.images import IMAGE_SUFFIXES, load_mask, load_rgb
+from anomalign.data.inputs import expand_inputs, output_keys
 from anomalign.data.transforms import resize_map
 from anomalign.errors import ConfigError, DataError
-from anomalign.inspection.detector_io import Inspector
-from anomalign.inspection.inputs import IMAGE_SUFFIXES, expand_inputs, output_keys
-from anomalign.inspection.render import MAX_SIDE, fit_size, render_overlay
+from anomalign.io import write_bytes, write_json
+from anomalign.methods import Detector
 from anomalign.viz import COLORMAPS, image_grid, save_png
+from anomalign.viz.render import MAX_SIDE, fit_size, render_overlay
 
 MapFormat = Literal["png16", "npy"]
 MAP_FORMATS: tuple[str, ...] = ("png16", "npy")
@@ -72,22 +72,6 @@ class PredictRun:
     @property
     def summary_csv(self) -> Path:
         return self.out_dir / SUMMARY_CSV
-
-
-def _atomic_bytes(data: bytes, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _write_json(data: Any, path: Path) -> None:
-    _atomic_bytes((json.dumps(data, indent=2, default=str) + "\n").encode("utf-8"), path)
 
 
 def read_rows(out_dir: str | Path) -> list[dict[str, Any]]:
@@ -126,7 +110,7 @@ def _write_csv(rows: list[dict[str, Any]], path: Path) -> None:
     writer.writeheader()
     for row in rows:
         writer.writerow({k: "" if row.get(k) is None else row.get(k) for k in CSV_FIELDS})
-    _atomic_bytes(buffer.getvalue().encode("utf-8"), path)
+    write_bytes(path, buffer.getvalue().encode("utf-8"))
 
 
 def _find_mask(masks: Path, key: str) -> Path | None:
@@ -139,9 +123,9 @@ def _find_mask(masks: Path, key: str) -> Path | None:
 
 
 def _settings(
-    inspector: Inspector, map_format: str, max_side: int, fingerprint: str
+    detector: Detector, map_format: str, max_side: int, fingerprint: str
 ) -> dict[str, Any]:
-    calibration = inspector.calibration
+    calibration = detector.calibration
     encoding = (
         calibration.uint16_rule() + " (decode: v = map_low + uint16 / 65535 * (map_high - map_low))"
         if map_format == "png16"
@@ -175,7 +159,7 @@ def _check_resumable(out_dir: Path, settings: dict[str, Any]) -> None:
 
 
 def predict_folder(
-    inspector: Inspector,
+    detector: Detector,
     inputs: Sequence[str | Path],
     out_dir: str | Path,
     batch_size: int = 8,
@@ -192,7 +176,7 @@ def predict_folder(
     """Predict every image of ``inputs`` (files and folders) into ``out_dir``.
 
     Args:
-        inspector: a loaded or freshly fitted detector.
+        detector: a loaded or freshly fitted detector.
         batch_size: images decoded and encoded together.
         map_format: "png16" (calibrated, see ``map_encoding`` in summary.json) or "npy".
         cmap, alpha, colorbar: overlay style ("jet" or the perceptual "hot").
@@ -220,7 +204,7 @@ def predict_folder(
         raise DataError(f"The inputs hold no images outside the output folder '{out_dir}'.")
     keys = output_keys(paths)
     out_dir.mkdir(parents=True, exist_ok=True)
-    settings = _settings(inspector, map_format, max_side, inspector.fingerprint())
+    settings = _settings(detector, map_format, max_side, detector.fingerprint())
     jsonl = out_dir / SUMMARY_JSONL
     if resume:
         _check_resumable(out_dir, settings)
@@ -229,11 +213,11 @@ def predict_folder(
     done = {row["image"] for row in read_rows(out_dir) if row.get("status") == "ok"}
     summary = {
         **settings,
-        "detector": inspector.describe(),
+        "detector": detector.describe(),
         "inputs": [str(i) for i in inputs],
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    _write_json(summary, out_dir / SUMMARY_JSON)
+    write_json(out_dir / SUMMARY_JSON, summary)
     run = PredictRun(out_dir, total=len(paths))
     todo = []
     for path, key in zip(paths, keys, strict=True):
@@ -241,11 +225,11 @@ def predict_folder(
             run.resumed += 1
         else:
             todo.append((path, key))
-    untrained = inspector.untrained_backbone
-    threshold = inspector.threshold
+    untrained = detector.untrained_backbone
+    threshold = detector.threshold
     for start in range(0, len(todo), batch_size):
         rows = _predict_batch(
-            inspector,
+            detector,
             todo[start : start + batch_size],
             out_dir,
             map_format,
@@ -279,7 +263,7 @@ def predict_folder(
         anomalous=sum(r.get("decision") == "anomalous" for r in ok) if threshold else None,
         seconds_this_run=round(run.seconds, 3),
     )
-    _write_json(summary, out_dir / SUMMARY_JSON)
+    write_json(out_dir / SUMMARY_JSON, summary)
     return run
 
 
@@ -296,7 +280,7 @@ def _error_row(path: Path, key: str, error: BaseException) -> dict[str, Any]:
 
 
 def _predict_batch(
-    inspector: Inspector,
+    detector: Detector,
     batch: list[tuple[Path, str]],
     out_dir: Path,
     map_format: str,
@@ -313,21 +297,22 @@ def _predict_batch(
         except Exception as error:  # any unreadable file is reported, never fatal
             rows[index] = _error_row(path, key, error)
     try:
-        scores, maps, _ = inspector.predict_arrays([rgb for _, rgb in loaded], batch_size)
+        prediction = detector.predict([rgb for _, rgb in loaded], batch_size=batch_size)
+        scores, maps = prediction.scores, prediction.maps
         results = [(i, rgb, s, m) for (i, rgb), s, m in zip(loaded, scores, maps, strict=True)]
     except Exception:
         results = []  # find the image that breaks the batch: one at a time
         for index, rgb in loaded:
             try:
-                score, amap, _ = inspector.predict_arrays([rgb], 1)
-                results.append((index, rgb, score[0], amap[0]))
+                single = detector.predict([rgb], batch_size=1)
+                results.append((index, rgb, single.scores[0], single.maps[0]))
             except Exception as error:
                 rows[index] = _error_row(batch[index][0], batch[index][1], error)
     for index, rgb, score, raw in results:
         path, key = batch[index]
         try:
             rows[index] = _write_outputs(
-                inspector,
+                detector,
                 path,
                 key,
                 rgb,
@@ -345,7 +330,7 @@ def _predict_batch(
 
 
 def _write_outputs(
-    inspector: Inspector,
+    detector: Detector,
     path: Path,
     key: str,
     rgb: np.ndarray,
@@ -357,7 +342,7 @@ def _write_outputs(
     masks_dir: Path | None,
     max_side: int,
 ) -> dict[str, Any]:
-    calibration = inspector.calibration
+    calibration = detector.calibration
     height, width = rgb.shape[:2]
     amap = np.asarray(resize_map(raw, fit_size(height, width, max_side)), np.float32)
     map_rel = f"maps/{key}.png" if map_format == "png16" else f"maps/{key}.npy"
@@ -366,7 +351,7 @@ def _write_outputs(
     else:
         buffer = io.BytesIO()
         np.save(buffer, amap)
-        _atomic_bytes(buffer.getvalue(), out_dir / map_rel)
+        write_bytes(out_dir / map_rel, buffer.getvalue())
     row: dict[str, Any] = {"image": str(path.resolve()), "key": key, "status": "ok"}
     mask = None
     if masks_dir is not None:
@@ -377,7 +362,7 @@ def _write_outputs(
                 row["mask"] = str(mask_path)
             except Exception as error:
                 row["mask_error"] = f"{type(error).__name__}: {error}"
-    threshold = inspector.threshold
+    threshold = detector.threshold
     caption = f"score {score:.4g}"
     if threshold is not None:
         verdict = "ANOMALOUS" if score >= threshold.value else "normal"
@@ -388,7 +373,7 @@ def _write_outputs(
         calibration,
         mask=mask,
         caption=caption,
-        untrained=inspector.untrained_backbone,
+        untrained=detector.untrained_backbone,
         max_side=max_side,
         **style,
     )

@@ -1,6 +1,26 @@
-"""Anomaly detection methods: one sub-package per method, pure torch math plus a thin wrapper."""
+"""Methods: every detector is a :class:`Detector` registered with a :class:`MethodSpec`."""
 
-from anomalign.methods.base import Detector
-from anomalign.methods.registry import create_method, list_methods, register_method
+from anomalign.methods.base import Detector, gather_images
+from anomalign.methods.registry import (
+    MethodSpec,
+    create_detector,
+    list_methods,
+    load_detector,
+    method_names,
+    method_spec,
+    register_method,
+    unregister_method,
+)
 
-__all__ = ["Detector", "create_method", "list_methods", "register_method"]
+__all__ = [
+    "Detector",
+    "MethodSpec",
+    "create_detector",
+    "gather_images",
+    "list_methods",
+    "load_detector",
+    "method_names",
+    "method_spec",
+    "register_method",
+    "unregister_method",
+]

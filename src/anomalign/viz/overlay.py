@@ -7,8 +7,6 @@ anomalous.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,6 +15,7 @@ from PIL import Image, ImageDraw
 from scipy import ndimage
 
 from anomalign.data.transforms import resize_map, resize_mask, resize_rgb
+from anomalign.io import atomic_path
 from anomalign.viz.colormaps import apply_colormap
 
 
@@ -104,13 +103,6 @@ def image_grid(
 def save_png(array: np.ndarray, path: str | Path) -> Path:
     """Write an image (uint8 RGB/L, or uint16 greyscale) to PNG atomically."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(handle)
-    try:
+    with atomic_path(path) as tmp:
         Image.fromarray(array).save(tmp, format="PNG")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path

@@ -10,8 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from anomalign.data.images import IMAGE_SUFFIXES
 from anomalign.data.layouts import btad, elpv, folder, loco, mpdd, mvtec, realiad, visa
-from anomalign.data.layouts._common import IMAGE_EXTENSIONS, require_dir
+from anomalign.data.layouts._common import require_dir
 from anomalign.data.sample import Sample
 from anomalign.errors import ConfigError, DataError
 
@@ -65,7 +66,7 @@ def detect_layout(root: str | Path) -> str:
     for layout in LAYOUTS.values():
         if layout.detect(root):
             return layout.name
-    has_images = any(p.suffix.lower() in IMAGE_EXTENSIONS for p in root.iterdir())
+    has_images = any(p.suffix.lower() in IMAGE_SUFFIXES for p in root.iterdir())
     hint = (
         " It holds images directly; put them in normal/abnormal sub-folders." if has_images else ""
     )

@@ -5,12 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from anomalign.data.images import IMAGE_SUFFIXES
 from anomalign.data.sample import NORMAL_DEFECT_TYPE, Sample, Split
 from anomalign.errors import DataError
 
-IMAGE_EXTENSIONS: frozenset[str] = frozenset(
-    {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
-)
 MASK_SUFFIXES: tuple[str, ...] = ("_mask", "_gt", "-mask")
 
 
@@ -25,7 +23,7 @@ def require_dir(path: Path, expected: str) -> Path:
 def is_image_file(path: Path) -> bool:
     """A visible regular file with a known image extension (any case)."""
     return (
-        not path.name.startswith(".") and path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file()
+        not path.name.startswith(".") and path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
     )
 
 

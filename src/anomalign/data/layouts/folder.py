@@ -20,8 +20,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from anomalign.data.fewshot import stable_order
+from anomalign.data.images import IMAGE_SUFFIXES
 from anomalign.data.layouts._common import (
-    IMAGE_EXTENSIONS,
     is_image_file,
     list_images,
     load_tree_category,
@@ -83,7 +83,7 @@ def _abnormal_samples(abnormal: Path, masks: Path | None, category: str) -> list
                 state = "has no mask" if not options else "matches several masks"
                 raise DataError(
                     f"Anomalous image '{image}' {state}: expected exactly one file named "
-                    f"'{image.stem}' or '{image.stem}_mask' ({'/'.join(sorted(IMAGE_EXTENSIONS))})"
+                    f"'{image.stem}' or '{image.stem}_mask' ({'/'.join(sorted(IMAGE_SUFFIXES))})"
                     f" in '{masks / relative}'."
                 )
             found = (options[0],)

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from anomalign.backbones import Backbone, load_backbone
+from anomalign.backbones import DEFAULT_BACKBONE, Backbone, as_backbone
 from anomalign.bundles import DetectorBundle
+from anomalign.components.postprocess import gaussian_smooth
 from anomalign.data.images import ImageInput, load_rgb
 from anomalign.data.tiling import stitch_tiles, tile_image
 from anomalign.data.transforms import resize_map
@@ -19,7 +18,7 @@ from anomalign.errors import ConfigError
 from anomalign.methods.anoclip.config import AnoCLIPConfig, Preset
 from anomalign.methods.anoclip.model import AnoCLIPModel
 from anomalign.methods.anoclip.views import augmented_views
-from anomalign.methods.postprocess import gaussian_smooth
+from anomalign.methods.base import Detector
 from anomalign.methods.registry import register_method
 from anomalign.prompts.state_prompts import (
     Domain,
@@ -29,11 +28,27 @@ from anomalign.prompts.state_prompts import (
 )
 from anomalign.results import Prediction
 
-DEFAULT_BACKBONE = "ViT-B-16-plus-240:laion400m_e32"
 VIEW_BATCH = 32
+_PROTOCOL = dict(
+    learning="zero-shot",
+    eval_size=240,  # AnoCLIP squashes MVTec images to 240 (anoclip.md §1, §5)
+    # the official VisA script tiles the long side and uses the linear adapter (§1, §7)
+    dataset_defaults={"visa": {"tiling": "tiles", "adapter": "linear"}},
+    needs_text=True,
+)
 
 
-class AnoCLIP:
+@register_method(
+    "anoclip",
+    fixed={"tta": False},
+    summary="AnoCLIP: V-V local tokens + state prompts",
+    **_PROTOCOL,
+)
+@register_method(
+    "anoclip+", fixed={"tta": True}, summary="AnoCLIP+: AnoCLIP with the test-time adapter",
+    **_PROTOCOL,
+)  # fmt: skip
+class AnoCLIP(Detector):
     """Zero-shot anomaly detection and localisation (AnoCLIP; AnoCLIP+ with ``tta=True``).
 
     Args:
@@ -54,12 +69,13 @@ class AnoCLIP:
         precision: str = "fp32",
         **options: Any,
     ) -> None:
+        super().__init__()
         self.config = AnoCLIPConfig.from_preset(preset, tta=tta, **options)
-        if isinstance(backbone, Backbone):
-            self.backbone = backbone
-        else:
-            self.backbone = load_backbone(backbone, device=device, precision=precision)
-        self.encoder = self.backbone.encoder(self.config.vv_depth)
+        self.backbone = as_backbone(backbone, device=device, precision=precision)
+        if not self.backbone.has_text:
+            raise ConfigError(
+                f"AnoCLIP needs a CLIP backbone with a text tower; '{self.backbone.spec}' has none."
+            )
         self.preprocessor = replace(
             self.backbone.preprocessor, interpolation=self.config.interpolation
         )
@@ -70,24 +86,34 @@ class AnoCLIP:
         self.object_name: str | None = None
         self.domain: Domain | None = None
 
+    config_class = AnoCLIPConfig
+
     @property
-    def name(self) -> str:
+    def name(self) -> str:  # type: ignore[override]
         return "anoclip+" if self.config.tta else "anoclip"
 
-    def fit(
+    def _encode(self, pixels: torch.Tensor):
+        return self.backbone.encode(pixels, vv_depth=self.config.vv_depth)
+
+    def _fit(
         self,
-        normal_images: Sequence[ImageInput] = (),
-        category: str | None = None,
+        images: list[ImageInput],
+        *,
+        category: str | None,
         object_name: str | None = None,
         domain: Domain | None = None,
-    ) -> AnoCLIP:
+    ) -> None:
         """Zero-shot: no images are needed. Records the prompt subject used by ``predict``
         when it gets no category, and builds its text features now."""
         self.category, self.object_name, self.domain = category, object_name, domain
         self.model_for(category, object_name, domain)
-        return self
 
-    def to_bundle(self) -> DetectorBundle:
+    def reset(self) -> None:
+        """Forget the adapters and random stream carried across images (official preset)."""
+        self._category_tta.clear()
+        self._run_generator = torch.Generator().manual_seed(self.config.seed)
+
+    def _bundle(self) -> DetectorBundle:
         """The detector as a bundle: options, backbone spec and the fitted text features."""
         model = self.model_for(self.category, self.object_name, self.domain)
         name, domain = resolve_prompt_subject(self.category, self.object_name, self.domain)
@@ -100,12 +126,7 @@ class AnoCLIP:
         )
 
     @classmethod
-    def from_bundle(
-        cls,
-        bundle: DetectorBundle,
-        backbone: Backbone | None = None,
-        device: str | torch.device = "cpu",
-    ) -> AnoCLIP:
+    def _restore(cls, bundle: DetectorBundle, backbone: Any, device: str) -> AnoCLIP:
         """Rebuild a detector from a bundle (text features restored, no prompts re-encoded)."""
         config = dict(bundle.config)
         preset = config.pop("preset")
@@ -158,7 +179,7 @@ class AnoCLIP:
         with torch.no_grad():
             encoded = torch.cat(
                 [
-                    self.backbone.model.encode_image(flat[i : i + VIEW_BATCH])
+                    self.backbone.encode_global(flat[i : i + VIEW_BATCH])
                     for i in range(0, flat.shape[0], VIEW_BATCH)
                 ]
             )
@@ -199,7 +220,7 @@ class AnoCLIP:
     def _predict_square(self, model: AnoCLIPModel, items: list, key: str):
         """Squash-resized batch -> scores ``(B,)``, maps ``(B, S, S)``, TTA losses."""
         pixels = self.preprocessor(items).to(self.backbone.device)
-        tokens = self.encoder(pixels)
+        tokens = self._encode(pixels)
         scores = self._global_scores(model, pixels, tokens)
         local, losses = tokens.local_tokens.float(), []
         if self.config.tta:
@@ -217,7 +238,7 @@ class AnoCLIP:
         pre = self.preprocessor
         tiles, boxes, size = tile_image(load_rgb(item), height, pre.interpolation)
         pixels = torch.stack([pre.normalize(t) for t in tiles]).to(self.backbone.device)
-        tokens = self.encoder(pixels)
+        tokens = self._encode(pixels)
         score = model.image_scores(tokens.global_token[None])
         local, losses = tokens.local_tokens.float(), []
         if self.config.tta:
@@ -234,27 +255,29 @@ class AnoCLIP:
             tile_maps = model.pixel_maps(local, tokens.grid_size, (height, height))
         return score, [stitch_tiles(tile_maps, boxes, size)], losses
 
-    def predict(
+    def _predict(
         self,
-        images: ImageInput | Sequence[ImageInput],
-        category: str | None = None,
+        images: list[ImageInput],
+        *,
+        category: str | None,
+        output_size: int | tuple[int, int] | None,
+        batch_size: int,
         object_name: str | None = None,
         domain: Domain | None = None,
-        output_size: int | tuple[int, int] | None = None,
-        batch_size: int = 8,
     ) -> Prediction:
         """Score images and compute anomaly maps.
 
         Args:
-            images: a path, PIL image or array, or a list of them.
+            images: paths, PIL images or arrays.
             category: dataset category (picks the object word and object/texture domain).
             object_name: the word put in the prompts (default: from ``category``, else "object").
             domain: "object" or "texture" (default: from ``category``).
             output_size: map size (int or ``(height, width)``). Default: the model input
-                size, or with ``tiling="tiles"`` the stitched size (short side = input size).
+                size, or with ``tiling="tiles"`` the stitched size (short side = input size;
+                images of different aspect ratios then give maps of different sizes).
             batch_size: images encoded per forward pass (tiled images go one at a time).
         """
-        batch = [images] if not isinstance(images, list | tuple) else list(images)
+        batch = list(images)
         if category is None and object_name is None and domain is None:
             category, object_name, domain = self.category, self.object_name, self.domain
         model = self.model_for(category, object_name, domain)
@@ -274,22 +297,18 @@ class AnoCLIP:
                 maps.extend(m.cpu().numpy() for m in chunk_maps)
                 tta_losses.extend(losses)
         if self.config.smoothing == "gaussian":
-            maps = list(gaussian_smooth(np.stack(maps), self.config.gaussian_sigma))
+            sigma = self.config.gaussian_sigma
+            maps = [gaussian_smooth(m[None], sigma)[0] for m in maps]
         if output_size is not None:
             maps = [resize_map(m, output_size) for m in maps]
-        elif len({m.shape for m in maps}) > 1:
-            raise ConfigError(
-                "Tiled images of different aspect ratios give maps of different sizes "
-                f"({sorted({m.shape for m in maps})}); pass output_size."
-            )
-        info = self.describe()
+        info = self._describe()
         name, domain = resolve_prompt_subject(category, object_name, domain)
         info.update(category=category, object_name=name, domain=domain)
         if tta_losses:
             info["tta_losses"] = tta_losses
-        return Prediction(torch.cat(scores).numpy(), np.stack(maps), info)
+        return Prediction(torch.cat(scores).numpy(), list(maps), info)
 
-    def describe(self) -> dict[str, Any]:
+    def _describe(self) -> dict[str, Any]:
         """Provenance: method, preset, every option and the backbone (incl. untrained flag)."""
         return {
             "method": self.name,
@@ -306,13 +325,3 @@ def resolve_prompt_subject(
     return object_name or object_name_for_category(category), domain or domain_for_category(
         category
     )
-
-
-@register_method("anoclip", tta=False)
-def _anoclip(**kwargs: Any) -> AnoCLIP:
-    return AnoCLIP(**kwargs)
-
-
-@register_method("anoclip+", tta=True)
-def _anoclip_plus(**kwargs: Any) -> AnoCLIP:
-    return AnoCLIP(**kwargs)

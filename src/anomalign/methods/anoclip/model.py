@@ -17,10 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from anomalign.components.postprocess import mean_filter, upsample
 from anomalign.data.tiling import stitch_tiles
 from anomalign.methods.anoclip.adapter import LinearAdapter, TextAdapter, tta_loss
 from anomalign.methods.anoclip.config import AnoCLIPConfig
-from anomalign.methods.postprocess import mean_filter, upsample
 
 
 class AnoCLIPModel(nn.Module):

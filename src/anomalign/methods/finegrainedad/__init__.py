@@ -1,8 +1,10 @@
-"""FineGrainedAD (finegrainedad.md): MLLP prompts, MLSA alignment, VAD + PAD fusion."""
+"""FineGrainedAD (finegrainedad.md): MLLP prompts, MLSA alignment, VAD + PAD fusion.
+
+The patch memory (VAD) is the shared :class:`anomalign.components.PatchMemory`.
+"""
 
 from anomalign.methods.finegrainedad.config import FineGrainedADConfig
-from anomalign.methods.finegrainedad.detector import DEFAULT_BACKBONE, FineGrainedAD
-from anomalign.methods.finegrainedad.memory import ExactIndex, IVFIndex, PatchMemory
+from anomalign.methods.finegrainedad.detector import FineGrainedAD
 from anomalign.methods.finegrainedad.model import FineGrainedADModel, QueryMatcher
 from anomalign.methods.finegrainedad.prompt_learner import (
     MultiLevelPromptLearner,
@@ -10,14 +12,10 @@ from anomalign.methods.finegrainedad.prompt_learner import (
 )
 
 __all__ = [
-    "DEFAULT_BACKBONE",
-    "ExactIndex",
     "FineGrainedAD",
     "FineGrainedADConfig",
     "FineGrainedADModel",
-    "IVFIndex",
     "MultiLevelPromptLearner",
-    "PatchMemory",
     "QueryMatcher",
     "build_prompt_texts",
 ]

@@ -10,12 +10,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from anomalign.backbones import Backbone, load_backbone
-from anomalign.bundles import DetectorBundle, load_bundle, save_bundle
+from anomalign.backbones import DEFAULT_BACKBONE, Backbone, as_backbone
+from anomalign.bundles import DetectorBundle
+from anomalign.components.memory import PatchMemory
+from anomalign.components.postprocess import gaussian_smooth, upsample
 from anomalign.data.images import ImageInput, load_rgb
-from anomalign.errors import ConfigError
+from anomalign.errors import ConfigError, DataError
+from anomalign.methods.base import Detector
 from anomalign.methods.finegrainedad.config import FineGrainedADConfig, Preset
-from anomalign.methods.finegrainedad.memory import PatchMemory
 from anomalign.methods.finegrainedad.model import FineGrainedADModel, matching_keys
 from anomalign.methods.finegrainedad.prompt_learner import (
     MultiLevelPromptLearner,
@@ -26,7 +28,6 @@ from anomalign.methods.finegrainedad.train import (
     encode_shots,
     train_learner,
 )
-from anomalign.methods.postprocess import gaussian_smooth, upsample
 from anomalign.methods.registry import register_method
 from anomalign.prompts import (
     CategoryCaption,
@@ -36,9 +37,9 @@ from anomalign.prompts import (
     load_shipped,
     resolve_caption,
 )
+from anomalign.prompts.captions.schema import parse_caption
 from anomalign.results import Prediction
 
-DEFAULT_BACKBONE = "ViT-B-16-plus-240:laion400m_e32"
 CaptionSource = str | Path | CategoryCaption
 
 
@@ -54,7 +55,14 @@ def _as_list(images: ImageInput | Sequence[ImageInput]) -> list[ImageInput]:
     return list(images) if isinstance(images, list | tuple) else [images]
 
 
-class FineGrainedAD:
+@register_method(
+    "finegrainedad",
+    learning="few-shot",
+    eval_size=400,  # FineGrainedAD evaluates at 400² (finegrainedad.md §9)
+    needs_text=True,
+    summary="FineGrainedAD: MFSC captions, multi-level prompts, patch memory, token-wise fusion",
+)
+class FineGrainedAD(Detector):
     """Few-shot anomaly detection and localisation with fine-grained prompts (FineGrainedAD).
 
     Args:
@@ -67,6 +75,7 @@ class FineGrainedAD:
     """
 
     name = "finegrainedad"
+    config_class = FineGrainedADConfig
 
     def __init__(
         self,
@@ -77,18 +86,15 @@ class FineGrainedAD:
         precision: str = "fp32",
         **options: Any,
     ) -> None:
+        super().__init__()
         self.config = FineGrainedADConfig.from_preset(preset, **options)
-        if isinstance(backbone, Backbone):
-            self.backbone = backbone
-        else:
-            self.backbone = load_backbone(backbone, device=device, precision=precision)
-        self.encoder = self.backbone.encoder(None)
-        bad = [b for b in self.config.memory_blocks if not 1 <= b <= self.encoder.num_blocks]
-        if bad:
+        self.backbone = as_backbone(backbone, device=device, precision=precision)
+        if not self.backbone.has_text:
             raise ConfigError(
-                f"FineGrainedAD memory_blocks {bad} do not exist: the backbone has blocks "
-                f"1..{self.encoder.num_blocks}."
+                f"FineGrainedAD needs a CLIP backbone with a text tower; '{self.backbone.spec}' "
+                "has none."
             )
+        self.backbone.check_blocks(self.config.memory_blocks, "FineGrainedAD memory_blocks")
         self.shots = shots
         self.model: FineGrainedADModel | None = None
         self.caption: CategoryCaption | None = None
@@ -110,18 +116,24 @@ class FineGrainedAD:
             captions = category
         return resolve_caption(captions)
 
+    def get_params(self) -> dict[str, Any]:
+        return {**self.config.to_dict(), "shots": self.shots}
+
     @property
     def logit_scale(self) -> float:
-        raw = float(self.backbone.model.logit_scale.detach().float())
+        raw = self.backbone.logit_scale_param
+        if raw is None:
+            raise ConfigError(f"Backbone '{self.backbone.spec}' has no logit_scale parameter.")
         return raw if self.config.logit_scale == "raw" else float(np.exp(raw))
 
-    def fit(
+    def _fit(
         self,
-        normal_images: Sequence[ImageInput],
-        category: str | None = None,
+        images: list[ImageInput],
+        *,
+        category: str | None,
         captions: CaptionSource | Mapping[str, CaptionSource] | None = None,
         progress: bool | None = None,
-    ) -> FineGrainedAD:
+    ) -> None:
         """Learn the prompts on the k normal images and build the patch memory.
 
         Args:
@@ -131,7 +143,6 @@ class FineGrainedAD:
                 or a mapping from category to one of those.
             progress: show a progress bar (None: only on a terminal).
         """
-        images = _as_list(normal_images)
         if not images:
             raise ConfigError("FineGrainedAD.fit needs at least one normal image.")
         if self.shots is not None and len(images) != self.shots:
@@ -142,7 +153,7 @@ class FineGrainedAD:
         vocab = derive_vocabularies([*(load_shipped(n) for n in list_shipped()), caption])
         texts = build_prompt_texts(caption, vocab, config.seed, config.generic_states)
         text = self.backbone.text
-        shots = encode_shots(self.backbone, self.encoder, images, config.memory_blocks)
+        shots = encode_shots(self.backbone, images, config.memory_blocks)
         timings = {"encode": time.perf_counter() - start}
         scale = torch.tensor(self.logit_scale, device=self.backbone.device)
         learner_args = dict(
@@ -155,7 +166,7 @@ class FineGrainedAD:
         weights = None
         mark = time.perf_counter()
         if config.region_aggregation:
-            weights, _ = compute_region_weights(self.backbone, self.encoder, images, seg, config)
+            weights, _ = compute_region_weights(self.backbone, images, seg, config)
         timings["regions"], mark = time.perf_counter() - mark, time.perf_counter()
         seg_losses = train_learner(
             seg, text, shots.local, scale, config, config.seg_epochs, weights,
@@ -197,7 +208,6 @@ class FineGrainedAD:
             "trainable_parameters": seg.num_trainable() + cls.num_trainable(),
             "level_names": seg.level_names,
         }
-        return self
 
     def _memory(self, tensors: dict[int, torch.Tensor], from_tokens: bool) -> PatchMemory:
         config = self.config
@@ -228,9 +238,7 @@ class FineGrainedAD:
     def branch_maps(self, images: ImageInput | Sequence[ImageInput]) -> dict[str, torch.Tensor]:
         """Raw per-token T and V maps ``(B, h, w)`` and T_img ``(B,)`` (for ablations)."""
         model = self._require_fitted()
-        tokens = self.encoder(
-            self._pixels(_as_list(images)), intermediate_blocks=self.config.memory_blocks
-        )
+        tokens = self.backbone.encode(self._pixels(_as_list(images)), self.config.memory_blocks)
         out = model.branches(tokens)
         h, w = tokens.grid_size
         return {
@@ -240,12 +248,13 @@ class FineGrainedAD:
         }
 
     @torch.no_grad()
-    def predict(
+    def _predict(
         self,
-        images: ImageInput | Sequence[ImageInput],
-        category: str | None = None,
-        output_size: int | tuple[int, int] | None = None,
-        batch_size: int = 8,
+        images: list[ImageInput],
+        *,
+        category: str | None,
+        output_size: int | tuple[int, int] | None,
+        batch_size: int,
     ) -> Prediction:
         """Score images and compute anomaly maps.
 
@@ -269,10 +278,10 @@ class FineGrainedAD:
             scores.append(model.fuse(branch["textual_image"], visual_max))
             maps.append(fused[:, 0])
         map_array = gaussian_smooth(torch.cat(maps).numpy(), self.config.gaussian_sigma)
-        info = self.describe()
+        info = self._describe()
         return Prediction(torch.cat(scores).numpy(), map_array, info)
 
-    def describe(self) -> dict[str, Any]:
+    def _describe(self) -> dict[str, Any]:
         """Provenance: method, preset, every option, backbone, caption hash and fit summary."""
         info: dict[str, Any] = {
             "method": self.name,
@@ -292,39 +301,67 @@ class FineGrainedAD:
 
     # -- persistence -----------------------------------------------------------------
 
-    def to_bundle(self) -> DetectorBundle:
-        """The fitted state as a detector bundle (see :mod:`anomalign.bundles`)."""
-        from anomalign.methods.finegrainedad.persistence import to_bundle
-
-        return to_bundle(self)
+    def _bundle(self) -> DetectorBundle:
+        """Tensors: text galleries and matching keys (segmentation and classification), the
+        memory banks and the learned prompt parameters. Manifest: options, backbone spec,
+        caption (and its hash), logit scale and the fit summary. The bundle runs without
+        the captions file or the training images."""
+        model = self._require_fitted()
+        assert self.caption is not None
+        tensors: dict[str, torch.Tensor] = {
+            "seg_pairs": model.seg_pairs,
+            "seg_keys": model.seg_keys,
+            "cls_pairs": model.cls_pairs,
+            "cls_keys": model.cls_keys,
+            **{f"memory.{b}": bank for b, bank in model.memory.banks.items()},
+            **{f"learned.{k}": v for k, v in self.learned.items()},
+        }
+        return DetectorBundle(
+            method=self.name,
+            backbone=str(self.backbone.spec),
+            config=self.config.to_dict(),
+            tensors={k: v.detach().float() for k, v in tensors.items()},
+            extra={
+                "logit_scale": model.scale,
+                "category": self.category,
+                "caption": self.caption.to_json_dict(),
+                "caption_hash": caption_hash(self.caption),
+                "fit": self.fit_info,
+                "shots": self.shots,
+            },
+        )
 
     @classmethod
-    def from_bundle(
-        cls,
-        bundle: DetectorBundle,
-        backbone: str | Backbone | None = None,
-        device: str | torch.device = "cpu",
-    ) -> FineGrainedAD:
-        """Rebuild a fitted detector; the backbone must match the one it was fitted on."""
-        from anomalign.methods.finegrainedad.persistence import from_bundle
-
-        return from_bundle(cls, bundle, backbone, device)
-
-    def save(self, path: str | Path) -> Path:
-        """Save the fitted state to one bundle file (safetensors + JSON manifest)."""
-        return save_bundle(self.to_bundle(), path)
-
-    @classmethod
-    def load(
-        cls,
-        path: str | Path,
-        backbone: str | Backbone | None = None,
-        device: str | torch.device = "cpu",
-    ) -> FineGrainedAD:
-        """Load a detector saved with :meth:`save`; the backbone must match the saved one."""
-        return cls.from_bundle(load_bundle(path), backbone, device)
-
-
-@register_method("finegrainedad")
-def _finegrainedad(**kwargs: Any) -> FineGrainedAD:
-    return FineGrainedAD(**kwargs)
+    def _restore(cls, bundle: DetectorBundle, backbone: Any, device: str) -> FineGrainedAD:
+        """Rebuild a fitted detector; refuses another backbone and a caption that does not
+        match its hash."""
+        backbone = as_backbone(backbone if backbone is not None else bundle.backbone, device)
+        if str(backbone.spec) != bundle.backbone:
+            raise ConfigError(
+                f"The FineGrainedAD bundle was fitted on backbone '{bundle.backbone}', "
+                f"not '{backbone.spec}'."
+            )
+        config = FineGrainedADConfig.from_dict(bundle.config)
+        options = {k: v for k, v in config.to_dict().items() if k != "preset"}
+        extra = bundle.extra
+        detector = cls(backbone=backbone, shots=extra.get("shots"), preset=config.preset, **options)
+        caption = resolve_caption(parse_caption(extra["caption"], source="saved caption"))
+        if caption_hash(caption) != extra["caption_hash"]:
+            raise DataError("The bundle's stored caption does not match its hash.")
+        tensors = {k: v.to(backbone.device) for k, v in bundle.tensors.items()}
+        banks = {int(k.split(".", 1)[1]): v for k, v in tensors.items() if k.startswith("memory.")}
+        detector.model = FineGrainedADModel(
+            tensors["seg_pairs"],
+            tensors["seg_keys"],
+            tensors["cls_pairs"],
+            tensors["cls_keys"],
+            extra["logit_scale"],
+            detector._memory(banks, from_tokens=False),
+            config.fusion,
+        )
+        detector.caption, detector.category = caption, extra["category"]
+        detector.learned = {
+            k.split(".", 1)[1]: v.cpu() for k, v in tensors.items() if k.startswith("learned.")
+        }
+        detector.fit_info = extra["fit"]
+        return detector

@@ -1,6 +1,6 @@
 """FineGrainedAD inference math (pure torch); maps code to finegrainedad.md sections.
 
-* §4 VAD: :class:`~anomalign.methods.finegrainedad.memory.PatchMemory` scores each patch
+* §4 VAD: :class:`~anomalign.components.memory.PatchMemory` scores each patch
   token by its cosine distance to the normal memory (blocks 3 and 8 by default).
 * §4 PAD: a text gallery of (E+2) pairs ``[t^n, t^a]`` (components, image, background)
   built from the learned prompts (§2, :mod:`prompt_learner`); every token takes the
@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from anomalign.methods.finegrainedad.memory import PatchMemory
+from anomalign.components.memory import PatchMemory
 
 
 class _SingleKeyCrossAttention(nn.Module):

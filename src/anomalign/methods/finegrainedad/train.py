@@ -44,9 +44,9 @@ class ShotFeatures:
     grid: tuple[int, int]
 
 
-def encode_shots(backbone, encoder, images: Sequence[ImageInput], blocks) -> ShotFeatures:
+def encode_shots(backbone, images: Sequence[ImageInput], blocks) -> ShotFeatures:
     """Encode the shots (RGB, as the code's training images) in one batch."""
-    tokens = encoder(backbone.preprocess(list(images)), intermediate_blocks=blocks)
+    tokens = backbone.encode(backbone.preprocess(list(images)), blocks)
     return ShotFeatures(
         torch.nn.functional.normalize(tokens.local_tokens.float(), dim=-1),
         torch.nn.functional.normalize(tokens.global_token.float(), dim=-1),
@@ -55,7 +55,7 @@ def encode_shots(backbone, encoder, images: Sequence[ImageInput], blocks) -> Sho
     )
 
 
-def encode_tiled(backbone, encoder, image: ImageInput, tiles: int) -> torch.Tensor:
+def encode_tiled(backbone, image: ImageInput, tiles: int) -> torch.Tensor:
     """Normalised projected tokens of a ``tiles x tiles`` tiled, upsized image.
 
     The image is squash-resized to ``tiles`` times the input size (960 px for a 240
@@ -71,15 +71,14 @@ def encode_tiled(backbone, encoder, image: ImageInput, tiles: int) -> torch.Tens
         for r in range(tiles)
         for c in range(tiles)
     ]
-    tokens = encoder(torch.stack(crops).to(backbone.device)).local_tokens.float()
-    h, w = encoder.grid_size
+    tokens = backbone.encode(torch.stack(crops).to(backbone.device)).local_tokens.float()
+    h, w = backbone.grid_size
     grid = tokens.view(tiles, tiles, h, w, -1).permute(0, 2, 1, 3, 4)
     return torch.nn.functional.normalize(grid.reshape(tiles * h * tiles * w, -1), dim=-1)
 
 
 def compute_region_weights(
     backbone,
-    encoder,
     images: Sequence[ImageInput],
     learner: MultiLevelPromptLearner,
     config: FineGrainedADConfig,
@@ -94,11 +93,11 @@ def compute_region_weights(
     names = [n for n in learner.level_names if n != "image"]  # components, background
     normal = torch.stack([levels[n].pair()[0] for n in names])
     tiles = config.cluster_tiles
-    h, w = encoder.grid_size
+    h, w = backbone.grid_size
     clustered = images[:1] if config.cluster_scope == "first" else images
     all_weights, all_labels = [], []
     for image in clustered:
-        tokens = encode_tiled(backbone, encoder, image, tiles)
+        tokens = encode_tiled(backbone, image, tiles)
         generator = torch.Generator().manual_seed(config.seed)
         labels = aggregate_regions(tokens, normal, generator)
         matched = match_regions(tokens, labels, normal)

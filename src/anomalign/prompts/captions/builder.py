@@ -16,7 +16,6 @@ import io
 import json
 import os
 import re
-import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from anomalign.errors import AnomalignError, ConfigError
+from anomalign.io import write_text
 from anomalign.prompts.captions.schema import (
     CaptionError,
     CategoryCaption,
@@ -363,21 +363,7 @@ def request_caption(
 
 def write_caption(caption: CategoryCaption, out: str | Path) -> Path:
     """Write ``caption`` to ``out`` atomically (temporary file, then ``os.replace``)."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(caption.to_json())
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, out)
-    except BaseException:
-        with suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
-    return out
+    return write_text(out, caption.to_json())
 
 
 def build_caption_file(

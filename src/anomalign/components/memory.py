@@ -1,9 +1,11 @@
-"""Vision-guided branch (VAD, finegrainedad.md §4): a patch memory of normal tokens.
+"""A patch memory of normal tokens, shared by the memory-based methods.
 
-For each memory block the bank holds the L2-normalised original-path patch tokens of
-the k normal images. A query token's score is ``min_j (1 - cos(q, m_j)) / 2`` over the
-bank, and the VAD map averages the blocks. :class:`ExactIndex` computes it exactly in
-chunks of queries and bank rows, so memory stays bounded for many shots;
+FineGrainedAD's vision-guided branch (VAD, finegrainedad.md §4) is its first user, and a
+PatchCore-style baseline needs the same search. For each memory block the bank holds
+the L2-normalised original-path patch tokens of the k normal images. A query token's
+score is ``min_j (1 - cos(q, m_j)) / 2`` over the bank, and the VAD map averages the
+blocks. :class:`ExactIndex` computes it exactly in chunks of queries and bank rows, so
+memory stays bounded for many shots;
 :class:`IVFIndex` is an approximate index (inverted lists from a seeded spherical
 k-means, probing the nearest lists) with the same interface for large banks.
 """

@@ -15,6 +15,7 @@ output is then marked as coming from an untrained backbone.
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import json
 import platform
 import time
@@ -28,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from anomalign import __version__
-from anomalign.backbones import Backbone, UntrainedBackboneWarning, load_backbone
+from anomalign.backbones import DEFAULT_BACKBONE, Backbone, UntrainedBackboneWarning, load_backbone
 from anomalign.backbones.spec import WeightSource, parse_backbone_spec
 from anomalign.backbones.weights import how_to_provide
 from anomalign.data import Sample, generate_synthetic_dataset, load_dataset
@@ -36,10 +37,9 @@ from anomalign.data.fewshot import stable_order
 from anomalign.data.synthetic import DEFAULT_CATEGORIES
 from anomalign.data.transforms import resize_mask
 from anomalign.errors import AnomalignError, WeightsUnavailableError
-from anomalign.inspection.detector_io import fit_detector, load_detector
-from anomalign.inspection.predict_run import predict_folder, read_rows
-from anomalign.inspection.render import UNTRAINED_MARK
-from anomalign.methods.anoclip import DEFAULT_BACKBONE
+from anomalign.inspection import fit_for_inspection, predict_folder, read_rows
+from anomalign.methods import create_detector, load_detector, method_names
+from anomalign.viz.render import UNTRAINED_MARK
 
 DEMO_METHODS: tuple[str, ...] = ("anoclip", "finegrainedad")
 #: Fallback when the backbone's weights are missing and the demo runs on the CPU.
@@ -143,7 +143,7 @@ def _caption(name: str) -> str | Path:
 
     if name in list_shipped():
         return name
-    return Path(str(resources.files("anomalign.inspection") / "demo_captions" / f"{name}.json"))
+    return Path(str(resources.files("anomalign.demo") / "captions" / f"{name}.json"))
 
 
 def synthetic_sets(root: Path, quick: bool, seed: int) -> list[DemoSet]:
@@ -210,22 +210,33 @@ def elpv_set(quick: bool, seed: int) -> DemoSet:
 def _method_setup(
     method: str, choice: BackboneChoice, demo_set: DemoSet, quick: bool, device: str
 ) -> tuple[list[Path], dict[str, Any], dict[str, Any]]:
-    """Reference images, constructor options and fit options of ``method`` on a set."""
+    """Reference images, constructor options and fit inputs of ``method`` on a set, read
+    from its registered spec and signature (no per-method branches)."""
+    from anomalign.methods import method_spec
+
+    spec = method_spec(method)
     backbone = choice.backbone
-    if method.startswith("anoclip"):
-        options: dict[str, Any] = {}
-        if str(device).startswith("cpu") and backbone.spec.arch != "anomalign-tiny":
-            options["image_score"] = "single"  # 22 views cost 22 forward passes per image
-        fit = {"object_name": demo_set.object_name, "domain": demo_set.domain}
-        return [], options, fit
-    options = {}
-    blocks = backbone.encoder(None).num_blocks
-    if blocks < 8:  # the default memory blocks (3, 8) need a 12-block ViT
-        options["memory_blocks"] = sorted({max(1, blocks // 2), blocks})
+    known = spec.option_types()
+    options: dict[str, Any] = {}
+    if (
+        "image_score" in known
+        and str(device).startswith("cpu")
+        and backbone.spec.arch != "anomalign-tiny"
+    ):
+        options["image_score"] = "single"  # 22 views cost 22 forward passes per image
+    if "memory_blocks" in known and backbone.num_blocks < 8:
+        # the default memory blocks (3, 8) need a 12-block ViT
+        options["memory_blocks"] = sorted({max(1, backbone.num_blocks // 2), backbone.num_blocks})
     if quick:
-        options.update(seg_epochs=10, cls_epochs=5)
-    fit = {"captions": _caption(demo_set.caption)}
-    return list(demo_set.references), options, fit
+        options.update({k: v for k, v in (("seg_epochs", 10), ("cls_epochs", 5)) if k in known})
+    accepted = inspect.signature(spec.cls._fit).parameters
+    offered = {
+        "object_name": demo_set.object_name,
+        "domain": demo_set.domain,
+        "captions": _caption(demo_set.caption),
+    }
+    fit = {k: v for k, v in offered.items() if k in accepted}
+    return (list(demo_set.references) if spec.uses_shots else []), options, fit
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
@@ -280,25 +291,23 @@ def _run_one(
     normal, options, fit_options = _method_setup(method, choice, demo_set, quick, device)
     notes: list[str] = []
     started = time.perf_counter()
-    inspector = fit_detector(
-        method,
+    detector = create_detector(method, backbone=choice.backbone, device=device, **options)
+    fit_for_inspection(
+        detector,
         normal,
         category=demo_set.category,
-        backbone=choice.backbone,
-        method_options=options,
-        fit_options=fit_options,
-        device=device,
+        fit_inputs=fit_options,
         val_normal=list(demo_set.validation),
         fpr=DEMO_FPR,
         log=notes.append,
     )
     fit_seconds = time.perf_counter() - started
     bundle = out / "detectors" / f"{method}-{demo_set.name}.anomalign"
-    inspector.save(bundle)
-    inspector = load_detector(bundle, device=device, backbone=choice.backbone)
+    detector.save(bundle)
+    detector = load_detector(bundle, device=device, backbone=choice.backbone)
     pred_dir = out / "predictions" / method / demo_set.name
     run = predict_folder(
-        inspector,
+        detector,
         [s.image_path for s in demo_set.test],
         pred_dir,
         map_format="npy",
@@ -307,7 +316,7 @@ def _run_one(
         grid=12,
     )
     result = _evaluate(demo_set, pred_dir)
-    threshold = inspector.threshold
+    threshold = detector.threshold
     result.update(
         method=method,
         set=demo_set.name,
@@ -315,7 +324,7 @@ def _run_one(
         n_validation=len(demo_set.validation),
         options=options,
         threshold=None if threshold is None else threshold.to_dict(),
-        calibration=inspector.calibration.to_dict(),
+        calibration=detector.calibration.to_dict(),
         fit_seconds=round(fit_seconds, 2),
         ms_per_image=round(1000 * run.seconds / max(1, run.predicted), 1),
         bundle=str(bundle.relative_to(out)),
@@ -344,8 +353,6 @@ def run_demo(
 ) -> dict[str, Any]:
     """Run the demo into ``out_dir`` and return the report (also written as JSON and
     Markdown). ``elpv=False`` leaves the ELPV cells out even when the extra is installed."""
-    from anomalign.methods import list_methods
-
     started = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -366,7 +373,7 @@ def run_demo(
         sets.append(elpv_set(quick, seed))
     elif elpv:
         notes.append("ELPV solar cells left out: `pip install anomalign[elpv]` adds them.")
-    available = list_methods()
+    available = method_names()
     results = []
     for method in methods:
         if method.lower() not in available:

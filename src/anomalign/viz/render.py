@@ -9,9 +9,9 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw
 
+from anomalign.calibration import Calibration
 from anomalign.data.transforms import resize_mask, resize_rgb
-from anomalign.inspection.calibration import Calibration
-from anomalign.viz import add_colorbar, draw_mask_contour, overlay_heatmap
+from anomalign.viz.overlay import add_colorbar, draw_mask_contour, overlay_heatmap
 
 UNTRAINED_MARK = "UNTRAINED BACKBONE: random weights, not a real result"
 CAPTION_HEIGHT = 14

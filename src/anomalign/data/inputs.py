@@ -6,12 +6,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
+from anomalign.data.images import IMAGE_SUFFIXES
 from anomalign.errors import DataError
-
-#: File suffixes (case-insensitive) taken from folders. Files named explicitly are always taken.
-IMAGE_SUFFIXES: frozenset[str] = frozenset(
-    {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm", ".pnm"}
-)
 
 
 def _folder_images(folder: Path) -> list[Path]:
