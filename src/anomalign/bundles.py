@@ -11,15 +11,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
+from typing import TYPE_CHECKING, Any
 
 from anomalign import __version__
 from anomalign.errors import DataError
 from anomalign.io import atomic_path
+
+if TYPE_CHECKING:  # torch and safetensors load when a bundle is read or written, so that
+    import torch  # importing this module (and the Detector API) stays torch-free
 
 BUNDLE_FORMAT = "anomalign-detector"
 BUNDLE_VERSION = 1
@@ -39,6 +38,8 @@ class DetectorBundle:
 
 def save_bundle(bundle: DetectorBundle, path: str | Path) -> Path:
     """Write ``bundle`` to ``path`` atomically and return the path."""
+    from safetensors.torch import save_file
+
     path = Path(path)
     manifest = {
         "method": bundle.method,
@@ -60,6 +61,8 @@ def save_bundle(bundle: DetectorBundle, path: str | Path) -> Path:
 
 def load_bundle(path: str | Path, device: str | torch.device = "cpu") -> DetectorBundle:
     """Read a bundle; raise :class:`DataError` naming the file when it is not one."""
+    from safetensors import safe_open
+
     path = Path(path)
     if not path.is_file():
         raise DataError(f"Detector bundle '{path}' does not exist.")
