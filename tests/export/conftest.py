@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from anomalign import Detector, create_detector
 from anomalign.backbones import Backbone
 from anomalign.export.exporter import export_detector
-from anomalign.inspection import Inspector, fit_detector
 
 CATEGORY = "bottle"
 #: Image sizes on disk: square, landscape, portrait, and the model size itself.
@@ -60,14 +60,10 @@ def normal_images() -> list[np.ndarray]:
 class Exported:
     """A fitted detector, its bundle and its ONNX export (dynamic batch)."""
 
-    inspector: Inspector
+    detector: Detector
     bundle: Path
     model: Path
     seconds: float
-
-    @property
-    def detector(self) -> Any:
-        return self.inspector.detector
 
 
 def make_bundle(
@@ -77,23 +73,18 @@ def make_bundle(
     test_images: list[Path],
     path: Path,
     **options: Any,
-) -> Inspector:
+) -> Detector:
     """Fit, calibrate on the normals, set a threshold halfway between the two middle test
     scores (so that decisions split the images and no score lies near it) and save."""
-    fit_options = {"progress": False} if method == "finegrainedad" else None
-    inspector = fit_detector(
-        method,
-        normals,
-        category=CATEGORY,
-        backbone=backbone,
-        method_options=options,
-        fit_options=fit_options,
-    )
-    scores = np.sort(inspector.predict(test_images).scores)
+    fit_inputs = {"progress": False} if method == "finegrainedad" else {}
+    detector = create_detector(method, backbone=backbone, **options)
+    detector.fit(normals, category=CATEGORY, **fit_inputs)
+    detector.calibrate(normals)
+    scores = np.sort(detector.predict(test_images).scores)
     middle = len(scores) // 2
-    inspector.set_threshold(float(scores[middle - 1] + scores[middle]) / 2, "test midpoint")
-    inspector.save(path)
-    return inspector
+    detector.set_threshold(float(scores[middle - 1] + scores[middle]) / 2, "test midpoint")
+    detector.save(path)
+    return detector
 
 
 def _exported(request, name: str, method: str, **options: Any) -> Exported:
@@ -101,9 +92,9 @@ def _exported(request, name: str, method: str, **options: Any) -> Exported:
     normals = request.getfixturevalue("normal_images")
     files = request.getfixturevalue("image_files")
     root = request.getfixturevalue("tmp_path_factory").mktemp(name)
-    inspector = make_bundle(method, backbone, normals, files, root / f"{name}.anomalign", **options)
+    detector = make_bundle(method, backbone, normals, files, root / f"{name}.anomalign", **options)
     result = export_detector(root / f"{name}.anomalign", root / f"{name}.onnx", dynamic_batch=True)
-    return Exported(inspector, root / f"{name}.anomalign", result.path, result.seconds)
+    return Exported(detector, root / f"{name}.anomalign", result.path, result.seconds)
 
 
 FGAD_FAST = dict(memory_blocks=(1, 2), seg_epochs=2, cls_epochs=2)

@@ -32,16 +32,15 @@ def _torch_pixels(detector, images) -> np.ndarray:
 @pytest.mark.parametrize("case", CASES)
 def test_same_tensors_give_the_same_scores_maps_and_decisions(request, case, image_files):
     exported = request.getfixturevalue(case)
-    expected = exported.inspector.predict(image_files, output_size=None)
     reference = exported.detector.predict(image_files)
     session = OnnxSession(exported.model)
     scores, maps = session.run(_torch_pixels(exported.detector, image_files))
     assert maps.shape == reference.maps.shape
     assert np.abs(scores - reference.scores).max() <= TOLERANCE
     assert np.abs(maps - reference.maps).max() <= TOLERANCE
-    threshold = exported.inspector.threshold
-    np.testing.assert_array_equal(threshold.decide(scores), expected.decisions)
-    assert 0 < expected.decisions.sum() < len(image_files)  # the threshold splits them
+    threshold = exported.detector.threshold
+    np.testing.assert_array_equal(threshold.decide(scores), reference.decisions)
+    assert 0 < reference.decisions.sum() < len(image_files)  # the threshold splits them
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -71,11 +70,11 @@ def test_metadata_makes_the_file_self_describing(finegrainedad):
     model = onnx.load(str(finegrainedad.model))
     onnx.checker.check_model(model, full_check=True)
     meta = ExportMetadata.from_props({p.key: p.value for p in model.metadata_props})
-    inspector = finegrainedad.inspector
+    detector = finegrainedad.detector
     assert meta.method == "finegrainedad"
-    assert meta.threshold == inspector.threshold.to_dict()
-    assert meta.calibration == inspector.calibration.to_dict()
-    pre = inspector.detector.backbone.preprocessor
+    assert meta.threshold == detector.threshold.to_dict()
+    assert meta.calibration == detector.calibration.to_dict()
+    pre = detector.backbone.preprocessor
     assert meta.preprocessing.image_size == tuple(pre.image_size)
     assert meta.preprocessing.mean == pytest.approx(pre.mean)
     assert meta.preprocessing.std == pytest.approx(pre.std)
@@ -115,7 +114,7 @@ def test_overriding_the_image_score_drops_the_threshold(anoclip_views22, tmp_pat
     assert notes and "threshold" in notes[0]
     meta = ExportMetadata.from_props(OnnxSession(result.path).props)
     assert meta.threshold is None and meta.calibration["score_high"] is None
-    assert meta.calibration["map_low"] == anoclip_views22.inspector.calibration.map_low
+    assert meta.calibration["map_low"] == anoclip_views22.detector.calibration.map_low
     assert meta.outputs["image_score"] == "single"
 
 
@@ -127,7 +126,7 @@ def test_openvino_export_agrees(finegrainedad, image_files, tmp_path: Path):
     assert (tmp_path / "fg.bin").is_file() and result.format == "openvino"
     session = open_session(result.path)
     meta = ExportMetadata.from_props(session.props)
-    assert meta.threshold == finegrainedad.inspector.threshold.to_dict()
+    assert meta.threshold == finegrainedad.detector.threshold.to_dict()
     reference = finegrainedad.detector.predict(image_files[:1])
     scores, maps = session.run(preprocess(image_files[:1], meta.preprocessing))
     assert np.abs(scores - reference.scores).max() <= TOLERANCE

@@ -7,16 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from scipy.ndimage import gaussian_filter
 
+from anomalign import AnoCLIP, FineGrainedAD
 from anomalign.backbones.preprocess import ImagePreprocessor
 from anomalign.export.exporter import ExportError, build_graph, preprocessing_of
 from anomalign.export.graphs import GaussianSmoothing
 from anomalign.export.metadata import Preprocessing
-from anomalign.export.runtime import preprocess, resize_maps
-from anomalign.methods.anoclip import AnoCLIP
-from anomalign.methods.finegrainedad import FineGrainedAD
+from anomalign.export.runtime import preprocess
 
 pytestmark = pytest.mark.filterwarnings("ignore::anomalign.backbones.UntrainedBackboneWarning")
 
@@ -28,15 +26,6 @@ def test_gaussian_smoothing_equals_scipy(sigma: float, size: tuple[int, int]) ->
     expected = np.stack([gaussian_filter(m, sigma=sigma) for m in maps])
     got = GaussianSmoothing(sigma, size)(torch.from_numpy(maps)).numpy()
     np.testing.assert_allclose(got, expected, atol=1e-6, rtol=0)
-
-
-@pytest.mark.parametrize("size", [(240, 240), (17, 31), (7, 5), (64, 64)])
-def test_numpy_resize_matches_torch_bilinear(size: tuple[int, int]) -> None:
-    maps = np.random.default_rng(1).random((2, 15, 20), dtype=np.float32)
-    expected = F.interpolate(
-        torch.from_numpy(maps)[:, None], size=size, mode="bilinear", align_corners=False
-    )[:, 0].numpy()
-    np.testing.assert_allclose(resize_maps(maps, size), expected, atol=1e-6, rtol=0)
 
 
 @pytest.mark.parametrize("interpolation", ["bicubic", "bilinear"])

@@ -68,3 +68,40 @@ def test_runtime_session_and_preprocessing_import_no_torch(
     result = run_without_torch(body, str(anoclip_single.model), *map(str, image_files))
     expected = anoclip_single.detector.predict(image_files).scores
     assert result["scores"] == pytest.approx(expected.tolist(), abs=1e-4)
+
+
+def test_load_detector_and_predict_import_no_torch(finegrainedad, image_dir: Path) -> None:
+    body = f"""
+    import json, sys
+    import anomalign
+    detector = anomalign.load_detector(sys.argv[1])
+    prediction = detector.predict(sys.argv[2], output_size="image")
+    print(json.dumps({{
+        "type": type(detector).__name__,
+        "scores": prediction.scores.tolist(),
+        "decisions": prediction.decisions.tolist(),
+        "shapes": [list(m.shape) for m in prediction.maps],
+        "loaded": {LOADED},
+    }}))
+    """
+    result = run_without_torch(body, str(finegrainedad.model), str(image_dir))
+    reference = finegrainedad.detector.predict(image_dir, output_size="image")
+    assert result["type"] == "OnnxDetector"
+    assert result["scores"] == pytest.approx(reference.scores.tolist(), abs=1e-4)
+    assert result["decisions"] == reference.decisions.tolist()
+    assert result["shapes"] == [list(m.shape) for m in reference.maps]
+
+
+def test_predict_cli_on_an_onnx_model_imports_no_torch(
+    anoclip_single, image_dir: Path, tmp_path: Path
+) -> None:
+    body = f"""
+    import json, sys
+    from anomalign.cli import main
+    status = main(["predict", sys.argv[1], sys.argv[2], "--out", sys.argv[3]])
+    print(json.dumps({{"status": status, "loaded": {LOADED}}}))
+    """
+    out = tmp_path / "out"
+    result = run_without_torch(body, str(anoclip_single.model), str(image_dir), str(out))
+    assert result["status"] == 0
+    assert len(list((out / "maps").iterdir())) == 6

@@ -15,8 +15,6 @@ approximate IVF memory.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 import time
 import warnings
 from collections.abc import Callable
@@ -28,10 +26,13 @@ import torch
 from torch import nn
 
 from anomalign import __version__
-from anomalign.bundles import DetectorBundle, load_bundle
+from anomalign.bundles import load_bundle
 from anomalign.errors import AnomalignError, ConfigError
 from anomalign.export.graphs import IMAGE_SCORES, AnoCLIPGraph, FineGrainedADGraph
 from anomalign.export.metadata import INPUT_NAME, OUTPUT_NAMES, ExportMetadata, Preprocessing
+from anomalign.io import write_bytes
+from anomalign.methods.base import Detector
+from anomalign.methods.registry import method_spec
 
 FORMATS: tuple[str, ...] = ("onnx", "openvino")
 EXPORTER = "torch.onnx.export(dynamo=True)"
@@ -60,17 +61,6 @@ class ExportResult:
     notes: list[str] = field(default_factory=list)
 
 
-@dataclass
-class _Loaded:
-    """A method detector rebuilt from a bundle, with the bundle's threshold and calibration."""
-
-    detector: Any
-    bundle: DetectorBundle
-    threshold: dict[str, Any] | None
-    calibration: dict[str, Any] | None
-    source: dict[str, Any]
-
-
 REFUSALS: dict[str, str] = {
     "anoclip+": (
         "AnoCLIP+ cannot be exported: its test-time adaptation runs an AdamW optimisation "
@@ -88,29 +78,27 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def load_for_export(path: str | Path) -> _Loaded:
-    """Read a detector bundle and rebuild its method detector on the CPU in float32."""
-    path = Path(path)
+def load_for_export(source: str | Path | Detector) -> tuple[Detector, dict[str, Any]]:
+    """The detector to export (read from a bundle file, or given) and where it came from.
+
+    Refusals by method name come before the backbone is loaded.
+    """
+    if isinstance(source, Detector):
+        if source.name in REFUSALS:
+            raise ExportError(REFUSALS[source.name])
+        where = {"bundle": None if source.path is None else str(source.path)}
+        return source, {**where, "detector_fingerprint": source.fingerprint()}
+    path = Path(source)
     bundle = load_bundle(path)
     method = bundle.method.lower()
     if method in REFUSALS:
         raise ExportError(REFUSALS[method])
-    if method == "anoclip":
-        from anomalign.methods.anoclip import AnoCLIP
-
-        detector: Any = AnoCLIP.from_bundle(bundle)
-    elif method == "finegrainedad":
-        from anomalign.methods.finegrainedad import FineGrainedAD
-
-        detector = FineGrainedAD.from_bundle(bundle)
-    else:
-        raise ExportError(f"Bundles of method '{bundle.method}' have no export graph.")
-    extra = bundle.extra
-    source = {"bundle": str(path), "bundle_sha256": _sha256(path)}
-    return _Loaded(detector, bundle, extra.get("threshold"), extra.get("calibration"), source)
+    detector = method_spec(method).cls.from_bundle(bundle)
+    detector.path = path
+    return detector, {"bundle": str(path), "bundle_sha256": _sha256(path)}
 
 
-def build_graph(detector: Any, image_score: str | None = None) -> tuple[nn.Module, str]:
+def build_graph(detector: Detector, image_score: str | None = None) -> tuple[nn.Module, str]:
     """The export graph of a fitted method detector and the image score it computes."""
     name = str(detector.name)
     if name in REFUSALS:
@@ -140,7 +128,7 @@ def build_graph(detector: Any, image_score: str | None = None) -> tuple[nn.Modul
     raise ExportError(f"Method '{name}' has no export graph.")
 
 
-def preprocessing_of(detector: Any) -> Preprocessing:
+def preprocessing_of(detector: Detector) -> Preprocessing:
     """The method's image preprocessing, as the runtime must reproduce it."""
     pre = getattr(detector, "preprocessor", None) or detector.backbone.preprocessor
     bgr = bool(getattr(detector.config, "test_bgr", False))
@@ -221,20 +209,8 @@ def _sort_nodes(graph: Any) -> None:
     graph.node.extend(copies)
 
 
-def _write_atomic(data: bytes, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def export_detector(
-    source: str | Path,
+    source: str | Path | Detector,
     out: str | Path,
     *,
     format: str = "onnx",
@@ -247,7 +223,8 @@ def export_detector(
     """Export the detector bundle ``source`` to ``out``.
 
     Args:
-        source: a ``.anomalign`` bundle written by ``anomalign fit`` / ``save``.
+        source: a ``.anomalign`` bundle written by ``anomalign fit`` / ``save``, or a
+            fitted :class:`~anomalign.Detector`.
         out: the ``.onnx`` file (``format="openvino"``: the ``.xml``, with its ``.bin``).
         format: "onnx" or "openvino" (needs the ``openvino`` package).
         opset: ONNX opset (default: the exporter's).
@@ -262,11 +239,11 @@ def export_detector(
     say = log or (lambda message: None)
     out = Path(out)
     started = time.perf_counter()
-    loaded = load_for_export(source)
-    detector = loaded.detector
+    detector, origin = load_for_export(source)
     graph, score_kind = build_graph(detector, image_score)
     notes: list[str] = []
-    threshold, calibration = loaded.threshold, loaded.calibration
+    threshold = None if detector.threshold is None else detector.threshold.to_dict()
+    calibration = detector.calibration.to_dict()
     own = getattr(detector.config, "image_score", score_kind)
     if detector.name == "anoclip" and score_kind != own:
         if threshold is not None:
@@ -304,7 +281,8 @@ def export_detector(
         threshold=threshold,
         calibration=calibration,
         provenance={
-            **loaded.source,
+            **origin,
+            "category": getattr(detector, "category", None),
             "detector": detector.describe(),
             "exporter": EXPORTER,
             "opset": opset_used,
@@ -317,7 +295,7 @@ def export_detector(
     _set_metadata(model, metadata)
     _check(model)
     if format == "onnx":
-        _write_atomic(model.SerializeToString(), out)
+        write_bytes(out, model.SerializeToString())
         size = out.stat().st_size
     else:
         from anomalign.export.openvino_export import save_openvino

@@ -13,9 +13,9 @@ graph get an equivalent exportable form here, never different math:
   "smoothing=gaussian") runs on numpy after the torch graph; :class:`GaussianSmoothing`
   is the same kernel (``truncate=4``) with the same half-sample ("reflect") padding, as
   two 1-D convolutions.
-* AnoCLIP's 22-view image score encodes the views with ``encode_image`` in chunks of 32;
+* AnoCLIP's 22-view image score encodes the views with ``encode_global`` in chunks of 32;
   here all in one pass of the dual-path encoder's original path, whose CLS token is
-  ``encode_image``'s (so the graph holds the tower's weights once).
+  ``encode_global``'s (open_clip's ``encode_image``), so the graph holds the tower once.
 
 Every graph maps ``(B, 3, H, W)`` float32 pixels, preprocessed as the detector does
 (squash resize, ``(x / 255 - mean) / std``), to ``score (B,)`` and ``map (B, h, w)`` at
@@ -24,20 +24,34 @@ the method's own output size.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from anomalign.components.postprocess import upsample
 from anomalign.errors import ConfigError
 from anomalign.methods.anoclip import AnoCLIP
 from anomalign.methods.anoclip.model import AnoCLIPModel
 from anomalign.methods.anoclip.views import NUM_VIEWS, augmented_views
 from anomalign.methods.finegrainedad import FineGrainedAD
-from anomalign.methods.postprocess import upsample
 
 #: Image scores an AnoCLIP export can compute (anoclip.md §3 "Image score").
 IMAGE_SCORES: tuple[str, ...] = ("single", "views22")
+
+
+def dual_path_encoder(backbone: Any, vv_depth: int | None) -> nn.Module:
+    """The backbone's dual-path encoder module (what ``backbone.encode`` runs), as a
+    submodule of the export graph so that its weights become the graph's constants."""
+    make = getattr(backbone, "encoder", None)
+    if make is None:
+        raise ConfigError(
+            f"Backbone '{backbone.spec}' ({backbone.family}) has no dual-path encoder; "
+            "export needs an open_clip ViT backbone."
+        )
+    return make(vv_depth)
 
 
 def gaussian_kernel1d(sigma: float, truncate: float = 4.0) -> np.ndarray:
@@ -95,12 +109,12 @@ class AnoCLIPGraph(nn.Module):
         if image_score not in IMAGE_SCORES:
             raise ConfigError(f"image_score must be one of {IMAGE_SCORES}, got {image_score!r}.")
         config = detector.config
-        self.encoder = detector.encoder
+        self.encoder = dual_path_encoder(detector.backbone, config.vv_depth)
         self.model = model
         # the views need only the original-path CLS: an encoder with the V-V path in the
         # last block alone (its global token is ``encode_image``'s, anoclip.md §2
         # "Outputs"); it shares the weights and op pattern with ``encoder``.
-        self.view_encoder = detector.backbone.encoder(1)
+        self.view_encoder = dual_path_encoder(detector.backbone, 1)
         self.image_score = image_score
         self.size = tuple(detector.backbone.image_size)
         pre = detector.preprocessor
@@ -129,7 +143,7 @@ class AnoCLIPGraph(nn.Module):
 class ExactMemory(nn.Module):
     """The VAD patch memory (finegrainedad.md §4) as constants: ``{block: (M, W)}`` banks of
     normalised normal tokens; a token scores ``(1 - max_j cos(q, m_j)) / 2``, averaged over
-    the blocks, as :class:`~anomalign.methods.finegrainedad.memory.PatchMemory` with an
+    the blocks, as :class:`~anomalign.components.memory.PatchMemory` with an
     exact index (whose chunking only bounds memory)."""
 
     def __init__(self, banks: dict[int, torch.Tensor]) -> None:
@@ -163,7 +177,7 @@ class FineGrainedADGraph(nn.Module):
         model = detector._require_fitted()
         if detector.config.memory_index != "exact":
             raise ConfigError("The export graph needs FineGrainedAD's exact patch memory.")
-        self.encoder = detector.encoder
+        self.encoder = dual_path_encoder(detector.backbone, None)
         self.model = model
         self.memory = ExactMemory(model.memory.banks)
         self.size = tuple(detector.backbone.image_size)

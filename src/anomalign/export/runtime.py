@@ -5,24 +5,34 @@ reproduces the PyTorch detectors' preprocessing in numpy and Pillow with the sam
 functions they use (:func:`anomalign.data.images.load_rgb`, the squash resize of
 :func:`anomalign.data.transforms.resize_rgb`), then ``(x / 255 - mean) / std`` in
 float32 in the same order as :class:`anomalign.backbones.preprocess.ImagePreprocessor`,
-so both paths feed the graph the same tensor. Maps are resized with a numpy bilinear
-resize that follows ``torch.nn.functional.interpolate(mode="bilinear",
-align_corners=False)``.
+so both paths feed the graph the same tensor. Maps are resized with
+:func:`anomalign.data.transforms.resize_map`, whose numpy path follows
+``torch.nn.functional.interpolate(mode="bilinear", align_corners=False)``.
 
 Nothing here imports torch: ``pip install anomalign[onnx]`` is enough to predict.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from anomalign.calibration import Calibration
 from anomalign.data.images import ImageInput, load_rgb
-from anomalign.data.transforms import resize_rgb
+from anomalign.data.transforms import resize_map, resize_rgb
 from anomalign.errors import ConfigError, DataError
-from anomalign.export.metadata import INPUT_NAME, Preprocessing
+from anomalign.export.metadata import INPUT_NAME, ExportMetadata, Preprocessing
+from anomalign.methods.base import Detector
+from anomalign.results import Prediction
+from anomalign.thresholds import Threshold
+
+if TYPE_CHECKING:
+    from anomalign.bundles import DetectorBundle
 
 ONNX_SUFFIX = ".onnx"
 
@@ -51,33 +61,6 @@ def preprocess(images: Sequence[ImageInput], pre: Preprocessing) -> np.ndarray:
             rgb = np.ascontiguousarray(rgb[..., ::-1])
         batch.append(normalize(resize_rgb(rgb, pre.image_size, pre.interpolation), pre))
     return np.stack(batch)
-
-
-def _linear_weights(src: int, dst: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Source indices and weights of a half-pixel linear resize (PyTorch's rule)."""
-    scale = np.float32(src) / np.float32(dst)
-    pos = (np.arange(dst, dtype=np.float32) + np.float32(0.5)) * scale - np.float32(0.5)
-    pos = np.maximum(pos, np.float32(0.0))
-    low = np.minimum(pos.astype(np.int64), src - 1)
-    high = np.minimum(low + 1, src - 1)
-    frac = (pos - low.astype(np.float32)).astype(np.float32)
-    return low, high, frac
-
-
-def resize_maps(maps: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
-    """Bilinear resize of ``(..., H, W)`` float maps to ``size`` (align_corners=False)."""
-    height, width = _as_hw(size)
-    maps = np.asarray(maps, dtype=np.float32)
-    if maps.shape[-2:] == (height, width):
-        return maps
-    r0, r1, fr = _linear_weights(maps.shape[-2], height)
-    c0, c1, fc = _linear_weights(maps.shape[-1], width)
-    top, bottom = maps[..., r0, :], maps[..., r1, :]
-    fr = fr[:, None]
-    one = np.float32(1.0)
-    rows_top = top[..., c0] * (one - fc) + top[..., c1] * fc
-    rows_bottom = bottom[..., c0] * (one - fc) + bottom[..., c1] * fc
-    return (rows_top * (one - fr) + rows_bottom * fr).astype(np.float32)
 
 
 def available_providers(device: str = "cpu") -> list[str]:
@@ -128,3 +111,122 @@ def open_session(path: Path, device: str = "cpu", threads: int | None = None) ->
 
         return OpenVinoSession(path, device)  # type: ignore[return-value]
     return OnnxSession(path, device, threads)
+
+
+class OnnxDetector(Detector):
+    """A detector exported by ``anomalign export``, run on onnxruntime (or OpenVINO).
+
+    Same interface as every :class:`~anomalign.Detector`: ``predict`` takes paths,
+    folders, PIL images and arrays and returns a :class:`~anomalign.Prediction` with the
+    exported threshold's decisions and the exported calibration; ``calibrate`` and the
+    threshold setters work on the exported model's own scores. It is already fitted:
+    ``fit`` and ``to_bundle`` refuse (re-fit the bundle in PyTorch and export again).
+
+    Args:
+        path: the ``.onnx`` file (or an OpenVINO ``.xml``).
+        device: "cpu", or "cuda" for onnxruntime's CUDA execution provider.
+        threads: intra-op threads (default: onnxruntime's).
+    """
+
+    def __init__(self, path: str | Path, *, device: str = "cpu", threads: int | None = None):
+        super().__init__()
+        self.path = Path(path)
+        self.device = device
+        self.session = open_session(self.path, device, threads)
+        self.metadata = ExportMetadata.from_props(self.session.props, f"'{self.path}'")
+        self.name = self.metadata.method
+        self.threshold = Threshold.from_dict(self.metadata.threshold)
+        self.calibration = Calibration.from_dict(self.metadata.calibration)
+        detector = self.metadata.provenance.get("detector") or {}
+        self.fit_record = dict(detector.get("fit") or {})
+
+    @classmethod
+    def load(cls, path: str | Path, *, backbone: Any = None, device: str = "cpu") -> OnnxDetector:
+        """Open an exported model (``backbone`` is not used: the weights are in the file)."""
+        if backbone is not None:
+            raise ConfigError("An exported model holds its own backbone; do not pass one.")
+        return cls(path, device=device)
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        return self.metadata.preprocessing
+
+    # -- the Detector hooks ------------------------------------------------------------
+
+    def _fit(self, images: list[ImageInput], *, category: str | None, **inputs: Any) -> None:
+        raise ConfigError(
+            f"'{self.path.name}' is an exported, already fitted model: fit the bundle with "
+            "PyTorch and export it again."
+        )
+
+    def _predict(
+        self,
+        images: list[ImageInput],
+        *,
+        category: str | None,
+        output_size: int | tuple[int, int] | None,
+        batch_size: int,
+        **inputs: Any,
+    ) -> Prediction:
+        if inputs:
+            raise ConfigError(f"An exported model takes no extra inputs, got {sorted(inputs)}.")
+        fitted = self.metadata.provenance.get("category")
+        if category is not None and fitted is not None and category != fitted:
+            raise ConfigError(
+                f"'{self.path.name}' was exported for category '{fitted}', not '{category}'."
+            )
+        step = self.metadata.batch or batch_size
+        scores, maps = [], []
+        for start in range(0, len(images), step):
+            pixels = preprocess(images[start : start + step], self.preprocessing)
+            score, amap = self.session.run(pixels)
+            scores.append(score)
+            maps.append(amap)
+        map_array = np.concatenate(maps)
+        if output_size is not None:
+            map_array = resize_map(map_array, output_size)
+        return Prediction(np.concatenate(scores), map_array, self._describe())
+
+    def _describe(self) -> dict[str, Any]:
+        detector = dict(self.metadata.provenance.get("detector") or {})
+        for key in ("bundle", "threshold", "calibration", "fit"):
+            detector.pop(key, None)
+        return {
+            **detector,
+            "runtime": type(self.session).__name__,
+            "providers": getattr(self.session, "providers", []),
+            "exported": {
+                k: self.metadata.provenance.get(k)
+                for k in ("bundle", "bundle_sha256", "exporter", "opset", "fp16", "exported_at")
+            },
+            "image_score": self.metadata.outputs.get("image_score"),
+            "category": self.metadata.provenance.get("category"),
+        }
+
+    def _bundle(self) -> DetectorBundle:
+        raise ConfigError(
+            f"'{self.path.name}' is an exported model; it cannot be turned back into a "
+            "bundle (use the .anomalign file it was exported from)."
+        )
+
+    @classmethod
+    def _restore(cls, bundle: DetectorBundle, backbone: Any, device: str) -> OnnxDetector:
+        raise ConfigError("OnnxDetector opens exported .onnx files, not bundles.")
+
+    # -- what the base class would do through a bundle ----------------------------------
+
+    def clone(self, *, fitted: bool = False) -> OnnxDetector:
+        """A new session on the same file, with this detector's threshold and calibration."""
+        clone = OnnxDetector(self.path, device=self.device)
+        clone.threshold, clone.calibration = self.threshold, self.calibration
+        return clone
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the model file plus the current threshold and calibration."""
+        digest = hashlib.sha256(self.path.read_bytes())
+        state = [
+            None if self.threshold is None else self.threshold.to_dict(),
+            self.calibration.to_dict(),
+        ]
+        digest.update(json.dumps(state, sort_keys=True, default=str).encode())
+        return digest.hexdigest()
