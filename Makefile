@@ -23,6 +23,7 @@ demo: setup
 lint: setup
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/lint-imports
 
 format: setup
 	$(BIN)/ruff check --fix src tests benchmarks

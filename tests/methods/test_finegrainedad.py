@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
 
+import anomalign
 from anomalign.backbones import Backbone, parse_backbone_spec
 from anomalign.components import ExactIndex, IVFIndex, PatchMemory
 from anomalign.errors import ConfigError
@@ -346,7 +347,8 @@ def test_save_load_gives_identical_predictions(fitted: FineGrainedAD, tiny_backb
     before = fitted.predict(images)
     path = fitted.save(tmp_path / "fgad.anomalign")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fgad.anomalign"]
-    loaded = FineGrainedAD.load(path, backbone=tiny_backbone)
+    loaded = anomalign.load_detector(path, backbone=tiny_backbone)
+    assert isinstance(loaded, FineGrainedAD)
     after = loaded.predict(images)
     np.testing.assert_array_equal(after.maps, before.maps)
     np.testing.assert_array_equal(after.scores, before.scores)
@@ -359,7 +361,7 @@ def test_load_refuses_a_different_backbone(fitted: FineGrainedAD, tiny_backbone,
     path = fitted.save(tmp_path / "fgad.anomalign")
     other = dataclasses.replace(tiny_backbone, spec=parse_backbone_spec("ViT-B-16:random"))
     with pytest.raises(ConfigError, match="fitted on backbone"):
-        FineGrainedAD.load(path, backbone=other)
+        anomalign.load_detector(path, backbone=other)
     with pytest.raises(ConfigError, match="fitted on category"):
         fitted.predict([_texture(0)], category="not-" + str(fitted.category))
 

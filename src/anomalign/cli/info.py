@@ -55,8 +55,23 @@ def run(args: argparse.Namespace) -> int:
     console.print(table)
     console.print(
         "Other specs: ARCH:/path/to/checkpoint.safetensors, hf-hub:org/repo, "
-        "local-dir:/path, ARCH:random."
+        "local-dir:/path, ARCH:random; timm image models (no text tower): "
+        "timm:MODEL:TAG, timm:MODEL:/path/to/weights, timm:MODEL:random."
     )
+    from anomalign.methods import list_methods
+
+    methods = Table(title="Methods")
+    for column in ("name", "learning", "protocol size", "text tower", "summary"):
+        methods.add_column(column)
+    for spec in list_methods():
+        methods.add_row(
+            spec.name,
+            spec.learning,
+            str(spec.eval_size),
+            "yes" if spec.needs_text else "no",
+            spec.summary,
+        )
+    console.print(methods)
     architectures = list_architectures()
     if args.all_architectures:
         console.print(", ".join(architectures))

@@ -140,13 +140,6 @@ class OnnxDetector(Detector):
         detector = self.metadata.provenance.get("detector") or {}
         self.fit_record = dict(detector.get("fit") or {})
 
-    @classmethod
-    def load(cls, path: str | Path, *, backbone: Any = None, device: str = "cpu") -> OnnxDetector:
-        """Open an exported model (``backbone`` is not used: the weights are in the file)."""
-        if backbone is not None:
-            raise ConfigError("An exported model holds its own backbone; do not pass one.")
-        return cls(path, device=device)
-
     @property
     def preprocessing(self) -> Preprocessing:
         return self.metadata.preprocessing
@@ -230,3 +223,11 @@ class OnnxDetector(Detector):
         ]
         digest.update(json.dumps(state, sort_keys=True, default=str).encode())
         return digest.hexdigest()
+
+
+def open_exported(path: str | Path, *, device: str = "cpu", backbone: Any = None) -> OnnxDetector:
+    """:func:`anomalign.load_detector` for ``.onnx`` / ``.xml`` files: the exported model
+    as a detector (``backbone`` cannot be given: the weights are in the file)."""
+    if backbone is not None:
+        raise ConfigError("An exported model holds its own backbone; do not pass one.")
+    return OnnxDetector(path, device=device)

@@ -22,7 +22,7 @@ from typing import Any, ClassVar, Literal, Self
 
 import numpy as np
 
-from anomalign.bundles import DetectorBundle, load_bundle, save_bundle
+from anomalign.bundles import DetectorBundle, save_bundle
 from anomalign.calibration import Calibration, calibrate
 from anomalign.data.images import ImageInput, load_rgb
 from anomalign.data.inputs import expand_inputs
@@ -306,13 +306,6 @@ class Detector(ABC):
         """Write the bundle atomically (one safetensors file); remember where it lives."""
         self.path = save_bundle(self.to_bundle(), path)
         return self.path
-
-    @classmethod
-    def load(cls, path: str | Path, *, backbone: Any = None, device: str = "cpu") -> Self:
-        """Load a bundle written by :meth:`save` (it must be of this class's method)."""
-        detector = cls.from_bundle(load_bundle(path), backbone=backbone, device=device)
-        detector.path = Path(path)
-        return detector
 
     def clone(self, *, fitted: bool = False) -> Self:
         """A new detector with the same parameters and backbone (scikit-learn's ``clone``);

@@ -229,12 +229,12 @@ def create_detector(name: str, *, backbone: Any = DEFAULT_BACKBONE, **options: A
     return method_spec(name).create(backbone=backbone, **options)
 
 
-#: File suffix -> ``"module:Class"`` whose ``load(path, device=, backbone=)`` opens detector
-#: files that are not bundles; imported by name when used, so a higher layer can plug in
-#: (the exported-model runtime stays torch-free).
+#: File suffix -> ``"module:function"`` that opens detector files that are not bundles,
+#: called as ``function(path, device=, backbone=)``; imported by name when used, so a higher
+#: layer can plug in (the exported-model runtime stays torch-free).
 FILE_LOADERS: dict[str, str] = {
-    ".onnx": "anomalign.export.runtime:OnnxDetector",
-    ".xml": "anomalign.export.runtime:OnnxDetector",  # OpenVINO IR from `anomalign export`
+    ".onnx": "anomalign.export.runtime:open_exported",
+    ".xml": "anomalign.export.runtime:open_exported",  # OpenVINO IR from `anomalign export`
 }
 
 
@@ -252,7 +252,7 @@ def load_detector(path: str | Path, *, device: str = "cpu", backbone: Any = None
     if target is not None:
         module, _, name = target.partition(":")
         loader = getattr(importlib.import_module(module), name)
-        return loader.load(path, device=device, backbone=backbone)
+        return loader(path, device=device, backbone=backbone)
     bundle = load_bundle(path)
     try:
         spec = method_spec(bundle.method)
