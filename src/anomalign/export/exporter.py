@@ -144,7 +144,8 @@ def preprocessing_of(detector: Detector) -> Preprocessing:
 def _trace(graph: nn.Module, size: tuple[int, int], dynamic_batch: bool, opset: int | None):
     """Run torch's dynamo exporter; return the ONNX ``ModelProto``."""
     batch = 2 if dynamic_batch else 1
-    example = torch.zeros(batch, 3, *size)
+    device = next(graph.parameters()).device  # a given detector may live on a GPU
+    example = torch.zeros(batch, 3, *size, device=device)
     dynamic = (
         {"pixels": {0: torch.export.Dim("batch", min=1, max=MAX_BATCH)}} if dynamic_batch else None
     )

@@ -9,7 +9,8 @@ so both paths feed the graph the same tensor. Maps are resized with
 :func:`anomalign.data.transforms.resize_map`, whose numpy path follows
 ``torch.nn.functional.interpolate(mode="bilinear", align_corners=False)``.
 
-Nothing here imports torch: ``pip install anomalign[onnx]`` is enough to predict.
+Nothing here imports torch: ``pip install --no-deps anomalign`` plus the packages of the
+``anomalign[onnx]`` extra (onnxruntime, numpy, Pillow, scipy, pydantic) is enough to predict.
 """
 
 from __future__ import annotations
