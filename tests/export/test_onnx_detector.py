@@ -127,3 +127,16 @@ def test_predict_cli_runs_an_onnx_model(
     summary = json.loads((out / "summary.json").read_text())
     assert summary["detector"]["exported"]["bundle"].endswith("finegrainedad.anomalign")
     assert Image.open(out / rows[names[0]]["overlay"]).size[0] > 0
+
+
+def test_cuda_uses_the_cuda_provider_or_says_what_is_missing(anoclip_single, image_files):
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        with pytest.raises(ConfigError, match="CUDAExecutionProvider"):
+            OnnxDetector(anoclip_single.model, device="cuda")
+        return
+    onnx = OnnxDetector(anoclip_single.model, device="cuda")
+    assert onnx.describe()["providers"][0] == "CUDAExecutionProvider"
+    reference = anoclip_single.detector.predict(image_files[:2])
+    assert np.abs(onnx.predict(image_files[:2]).scores - reference.scores).max() <= TOLERANCE

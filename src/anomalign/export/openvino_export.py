@@ -18,7 +18,7 @@ from anomalign.export.metadata import ExportMetadata
 RT_INFO_KEY = "anomalign"
 
 
-def _openvino() -> Any:
+def import_openvino() -> Any:
     try:
         import openvino
     except ImportError as error:
@@ -30,7 +30,7 @@ def _openvino() -> Any:
 
 def save_openvino(model: Any, metadata: ExportMetadata, out: Path) -> int:
     """Convert the ONNX ``ModelProto`` to OpenVINO IR at ``out`` (.xml); return total bytes."""
-    ov = _openvino()
+    ov = import_openvino()
     out.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp = tempfile.mkstemp(suffix=".onnx", dir=out.parent)
     try:

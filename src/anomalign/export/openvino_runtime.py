@@ -10,14 +10,14 @@ from pathlib import Path
 import numpy as np
 
 from anomalign.errors import ConfigError, DataError
-from anomalign.export.openvino_export import RT_INFO_KEY, _openvino
+from anomalign.export.openvino_export import RT_INFO_KEY, import_openvino
 
 
 class OpenVinoSession:
     """A compiled OpenVINO model: ``run(pixels (B, 3, H, W)) -> (score (B,), map (B, h, w))``."""
 
     def __init__(self, path: Path, device: str = "cpu") -> None:
-        ov = _openvino()
+        ov = import_openvino()
         if device != "cpu":
             raise ConfigError("OpenVINO models run on the CPU here (device='cpu').")
         core = ov.Core()
