@@ -88,9 +88,10 @@ class OnnxSession:
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = int(threads)
+        providers = available_providers(device)
         try:
             self.session = ort.InferenceSession(
-                str(path), sess_options=options, providers=available_providers(device)
+                str(path), sess_options=options, providers=providers
             )
         except Exception as error:  # onnxruntime raises its own untyped errors
             message = str(error).strip().splitlines()[0] if str(error).strip() else error
