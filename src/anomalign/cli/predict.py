@@ -45,9 +45,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from anomalign.inspection import predict_folder
-    from anomalign.methods import load_detector
+    import math
 
+    from anomalign.errors import ConfigError
+    from anomalign.inspection import check_predict_options, predict_folder
+    from anomalign.methods import load_detector
+    from anomalign.outdir import check_output_dir
+
+    # everything a user typed is checked before the detector is loaded
+    check_predict_options(
+        args.map_format, args.cmap, args.alpha, args.batch_size, args.max_side, args.grid
+    )
+    if args.threshold is not None and not math.isfinite(args.threshold):
+        raise ConfigError(f"--threshold must be a finite number, got {args.threshold}.")
+    check_output_dir(args.out)
     detector = load_detector(args.detector, device=args.device)
     if args.threshold is not None:
         detector.set_threshold(args.threshold, "given to anomalign predict")
