@@ -23,10 +23,10 @@ CASES = ["anoclip_single", "anoclip_views22", "finegrainedad"]
 
 
 def _torch_pixels(detector, images) -> np.ndarray:
-    pre = getattr(detector, "preprocessor", None) or detector.backbone.preprocessor
-    if getattr(detector.config, "test_bgr", False):
-        images = [np.ascontiguousarray(np.asarray(i)[..., ::-1]) for i in images]
-    return pre(images).numpy()
+    """The normalised batch the PyTorch detector itself feeds its backbone."""
+    if hasattr(detector, "_pixels"):  # FineGrainedAD: pre-resize and channel order
+        return detector._pixels(list(images)).cpu().numpy()
+    return detector.preprocessor(images).numpy()
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -79,7 +79,8 @@ def test_metadata_makes_the_file_self_describing(finegrainedad):
     assert meta.preprocessing.mean == pytest.approx(pre.mean)
     assert meta.preprocessing.std == pytest.approx(pre.std)
     assert meta.preprocessing.interpolation == pre.interpolation
-    assert meta.map_size == tuple(pre.image_size) and meta.batch is None
+    assert meta.map_size == (400, 400) and meta.batch is None  # the protocol map size
+    assert meta.preprocessing.pre_resize is None and meta.preprocessing.decode_max_side == 2048
     provenance = meta.provenance
     assert provenance["exporter"] == "torch.onnx.export(dynamo=True)"
     assert provenance["detector"]["untrained_backbone"] is True

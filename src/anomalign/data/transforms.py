@@ -73,7 +73,7 @@ def resize_short_side(rgb: np.ndarray, short: int, interpolation: str = "bicubic
     return resize_rgb(rgb, short_side_size(rgb.shape[0], rgb.shape[1], short), interpolation)
 
 
-def _linear_taps(src: int, dst: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _bilinear_taps(src: int, dst: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Source rows, next rows and weights of a half-pixel linear resize ``src -> dst``:
     ``x = (i + 0.5) * (src / dst) - 0.5`` clamped at 0 (PyTorch's rule; the position is
     rounded once to float32, as PyTorch's fused multiply-add does)."""
@@ -88,8 +88,8 @@ def _linear_taps(src: int, dst: int) -> tuple[np.ndarray, np.ndarray, np.ndarray
 def _resize_map_numpy(amap: np.ndarray, height: int, width: int) -> np.ndarray:
     """``F.interpolate(mode="bilinear", align_corners=False)`` in numpy float32 (within
     2 float32 ulps of PyTorch's CPU kernel), so that resizing maps needs no torch."""
-    rows, next_rows, wr = _linear_taps(amap.shape[-2], height)
-    cols, next_cols, wc = _linear_taps(amap.shape[-1], width)
+    rows, next_rows, wr = _bilinear_taps(amap.shape[-2], height)
+    cols, next_cols, wc = _bilinear_taps(amap.shape[-1], width)
     one = np.float32(1.0)
     horizontal = amap[..., cols] * (one - wc) + amap[..., next_cols] * wc
     wr = wr[:, None]

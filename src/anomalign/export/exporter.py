@@ -27,11 +27,13 @@ from torch import nn
 
 from anomalign import __version__
 from anomalign.bundles import load_bundle
+from anomalign.data.images import METHOD_DECODE_SIDE
 from anomalign.errors import AnomalignError, ConfigError
 from anomalign.export.graphs import IMAGE_SCORES, AnoCLIPGraph, FineGrainedADGraph
 from anomalign.export.metadata import INPUT_NAME, OUTPUT_NAMES, ExportMetadata, Preprocessing
 from anomalign.io import write_bytes
 from anomalign.methods.base import Detector
+from anomalign.methods.finegrainedad.detector import PRE_RESIZE
 from anomalign.methods.registry import method_spec
 
 FORMATS: tuple[str, ...] = ("onnx", "openvino")
@@ -131,13 +133,17 @@ def build_graph(detector: Detector, image_score: str | None = None) -> tuple[nn.
 def preprocessing_of(detector: Detector) -> Preprocessing:
     """The method's image preprocessing, as the runtime must reproduce it."""
     pre = getattr(detector, "preprocessor", None) or detector.backbone.preprocessor
-    bgr = bool(getattr(detector.config, "test_bgr", False))
+    config = detector.config
+    bgr = bool(getattr(config, "test_bgr", False))
+    pre_resize = PRE_RESIZE if getattr(config, "pre_resize", "none") == "cv2_1024" else None
     return Preprocessing(
         image_size=tuple(int(v) for v in pre.image_size),  # type: ignore[arg-type]
         mean=tuple(float(v) for v in pre.mean),  # type: ignore[arg-type]
         std=tuple(float(v) for v in pre.std),  # type: ignore[arg-type]
         interpolation=pre.interpolation,
         channel_order="bgr" if bgr else "rgb",
+        decode_max_side=METHOD_DECODE_SIDE,
+        pre_resize=pre_resize,
     )
 
 

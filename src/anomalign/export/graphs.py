@@ -37,6 +37,7 @@ from anomalign.methods.anoclip import AnoCLIP
 from anomalign.methods.anoclip.model import AnoCLIPModel
 from anomalign.methods.anoclip.views import NUM_VIEWS, augmented_views
 from anomalign.methods.finegrainedad import FineGrainedAD
+from anomalign.methods.finegrainedad.detector import EVAL_SIZE
 
 #: Image scores an AnoCLIP export can compute (anoclip.md §3 "Image score").
 IMAGE_SCORES: tuple[str, ...] = ("single", "views22")
@@ -180,14 +181,15 @@ class FineGrainedADGraph(nn.Module):
         self.encoder = dual_path_encoder(detector.backbone, None)
         self.model = model
         self.memory = ExactMemory(model.memory.banks)
-        self.size = tuple(detector.backbone.image_size)
+        self.aliased = detector.config.memory_features == "aliased"
+        self.size = (EVAL_SIZE, EVAL_SIZE)  # the method's protocol map size
         sigma = detector.config.gaussian_sigma
         self.smooth = GaussianSmoothing(sigma, self.size) if sigma > 0 else None
 
     def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(B, 3, H, W)`` normalised pixels -> ``score (B,)``, ``map (B, H, W)``."""
         model = self.model
-        tokens = self.encoder(pixels, intermediate_blocks=self.memory.blocks)
+        tokens = self.encoder(pixels, intermediate_blocks=self.memory.blocks, aliased=self.aliased)
         h, w = tokens.grid_size
         local = F.normalize(tokens.local_tokens.float(), dim=-1)
         glob = F.normalize(tokens.global_token.float(), dim=-1)

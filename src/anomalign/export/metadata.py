@@ -7,7 +7,9 @@ Torch-free (read by :mod:`anomalign.export.runtime`). Every value is a JSON stri
 * ``anomalign.preprocessing``: how to turn an image into the graph's input:
   ``image_size [H, W]``, ``resize`` ("squash"), ``interpolation`` (PIL filter),
   ``mean`` / ``std`` (on values in [0, 1]), ``channel_order`` ("rgb", or "bgr" for
-  FineGrainedAD's official preset), ``dtype`` ("float32").
+  FineGrainedAD's official preset), ``dtype`` ("float32"), ``decode_max_side`` (large
+  files are decoded shrunk, as the methods do) and ``pre_resize`` (FineGrainedAD's
+  official cv2-linear 1024 px resize first, or null).
 * ``anomalign.outputs``: ``map_size [h, w]``, ``batch`` (an int, or "dynamic"),
   ``image_score`` and the output names.
 * ``anomalign.threshold`` / ``anomalign.calibration``: as in the bundle (``null``: none).
@@ -42,6 +44,10 @@ class Preprocessing:
     channel_order: str = "rgb"
     resize: str = "squash"
     dtype: str = "float32"
+    #: files at least twice this long are decoded shrunk by an integer factor (Pillow draft)
+    decode_max_side: int | None = 2048
+    #: a cv2-linear squash resize to this square size first (FineGrainedAD's official loaders)
+    pre_resize: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -52,6 +58,8 @@ class Preprocessing:
             "channel_order": self.channel_order,
             "resize": self.resize,
             "dtype": self.dtype,
+            "decode_max_side": self.decode_max_side,
+            "pre_resize": self.pre_resize,
         }
 
     @classmethod
@@ -64,6 +72,8 @@ class Preprocessing:
             channel_order=str(data.get("channel_order", "rgb")),
             resize=str(data.get("resize", "squash")),
             dtype=str(data.get("dtype", "float32")),
+            decode_max_side=data.get("decode_max_side"),
+            pre_resize=data.get("pre_resize"),
         )
 
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from anomalign.calibration import Calibration
 from anomalign.data.images import ImageInput, load_rgb
-from anomalign.data.transforms import resize_map, resize_rgb
+from anomalign.data.transforms import resize_linear_cv2, resize_map, resize_rgb
 from anomalign.errors import ConfigError, DataError
 from anomalign.export.metadata import INPUT_NAME, ExportMetadata, Preprocessing
 from anomalign.methods.base import Detector
@@ -33,7 +33,7 @@ from anomalign.results import Prediction
 from anomalign.thresholds import Threshold
 
 if TYPE_CHECKING:
-    from anomalign.bundles import DetectorBundle
+    from anomalign.bundles import DetectorBundle, TensorSpec
 
 ONNX_SUFFIX = ".onnx"
 
@@ -54,10 +54,14 @@ def normalize(rgb: np.ndarray, pre: Preprocessing) -> np.ndarray:
 
 
 def preprocess(images: Sequence[ImageInput], pre: Preprocessing) -> np.ndarray:
-    """Decode, (BGR if asked), squash-resize and normalise -> ``(B, 3, H, W)`` float32."""
+    """Decode, (cv2 pre-resize, BGR if asked), squash-resize and normalise -> ``(B, 3, H, W)``
+    float32, in the order the methods do."""
     batch = []
     for item in images:
-        rgb = load_rgb(item)
+        if pre.pre_resize:
+            rgb = resize_linear_cv2(load_rgb(item), pre.pre_resize)
+        else:
+            rgb = load_rgb(item, max_side=pre.decode_max_side)
         if pre.channel_order == "bgr":
             rgb = np.ascontiguousarray(rgb[..., ::-1])
         batch.append(normalize(resize_rgb(rgb, pre.image_size, pre.interpolation), pre))
@@ -206,6 +210,10 @@ class OnnxDetector(Detector):
 
     @classmethod
     def _restore(cls, bundle: DetectorBundle, backbone: Any, device: str) -> OnnxDetector:
+        raise ConfigError("OnnxDetector opens exported .onnx files, not bundles.")
+
+    @classmethod
+    def _bundle_tensors(cls, bundle: DetectorBundle) -> dict[str, TensorSpec]:
         raise ConfigError("OnnxDetector opens exported .onnx files, not bundles.")
 
     # -- what the base class would do through a bundle ----------------------------------
