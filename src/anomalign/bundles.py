@@ -21,16 +21,16 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from safetensors import safe_open
-from safetensors.torch import save_file
 
 from anomalign import __version__
 from anomalign.errors import AnomalignError, DataError
 from anomalign.io import atomic_path
+
+if TYPE_CHECKING:  # torch and safetensors load when a bundle is read, written or checked,
+    import torch  # so that importing this module (and the Detector API) stays torch-free
 
 BUNDLE_FORMAT = "anomalign-detector"
 BUNDLE_VERSION = 2
@@ -145,11 +145,11 @@ class TensorSpec:
     ``shape`` holds an int (that exact size) or a name per dimension; a named dimension
     may have any size of at least ``min_size``, but the same size everywhere the name
     recurs (within one :func:`check_tensors` call). ``shape=None`` accepts any shape
-    with at least one element.
+    with at least one element. ``dtype`` is a ``torch.dtype`` or its name ("float32").
     """
 
     shape: tuple[int | str, ...] | None
-    dtype: torch.dtype = torch.float32
+    dtype: torch.dtype | str = "float32"
     min_size: int = 1
 
 
@@ -178,6 +178,8 @@ def check_tensors(
     """Check that ``bundle`` holds exactly the ``expected`` tensors with their shapes and
     dtypes; return the sizes of the named dimensions. ``dims`` fixes some names up front
     (e.g. the backbone's embedding width). Raises :class:`DataError` naming the file."""
+    import torch
+
     sizes: dict[str, int] = dict(dims or {})
     missing = sorted(set(expected) - set(bundle.tensors))
     if missing:
@@ -188,9 +190,10 @@ def check_tensors(
     for name in sorted(expected):
         spec, tensor = expected[name], bundle.tensors[name]
         want = "of any shape" if spec.shape is None else _shape_text(spec.shape)
-        if tensor.dtype != spec.dtype:
+        dtype = getattr(torch, spec.dtype) if isinstance(spec.dtype, str) else spec.dtype
+        if tensor.dtype != dtype:
             raise bundle.error(
-                f"tensor '{name}' has dtype {tensor.dtype}; expected {spec.dtype} {want}."
+                f"tensor '{name}' has dtype {tensor.dtype}; expected {dtype} {want}."
             )
         if spec.shape is None:
             if tensor.numel() == 0:
@@ -218,6 +221,8 @@ def check_tensors(
 
 def tensor_digest(manifest_text: str, tensors: Mapping[str, torch.Tensor]) -> str:
     """SHA-256 over the manifest text and every tensor's name, dtype, shape and bytes."""
+    import torch
+
     digest = hashlib.sha256()
     digest.update(manifest_text.encode("utf-8"))
     for name in sorted(tensors):
@@ -240,6 +245,8 @@ def _finite_json(value: Any) -> bool:
 
 def save_bundle(bundle: DetectorBundle, path: str | Path) -> Path:
     """Write ``bundle`` to ``path`` atomically and return the path."""
+    from safetensors.torch import save_file
+
     path = Path(path)
     manifest = BundleManifest(
         method=bundle.method,
@@ -314,6 +321,8 @@ def _read_manifest(path: Path, metadata: Mapping[str, str]) -> BundleManifest:
 def load_bundle(path: str | Path, device: str | torch.device = "cpu") -> DetectorBundle:
     """Read and verify a bundle; raise :class:`DataError` naming the file when it is not
     one, its manifest breaks the schema, or its checksum does not match."""
+    from safetensors import safe_open
+
     path = Path(path)
     if not path.is_file():
         raise DataError(f"Detector bundle '{path}' does not exist.")

@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "fit",
     "predict",
     "serve",
+    "export",
     "demo",
 )
 

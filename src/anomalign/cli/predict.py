@@ -16,7 +16,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "overlay, plus summary.csv / summary.jsonl. Re-running into the same folder resumes; "
         "unreadable images are reported and skipped. Exit status 1 when some were skipped.",
     )
-    parser.add_argument("detector", type=Path, help="detector bundle (.anomalign)")
+    parser.add_argument(
+        "detector", type=Path, help="detector bundle (.anomalign) or exported model (.onnx)"
+    )
     parser.add_argument("inputs", nargs="+", help="image files or folders (searched recursively)")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     parser.add_argument("--batch-size", type=int, default=8)
