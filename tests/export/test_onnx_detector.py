@@ -140,3 +140,16 @@ def test_cuda_uses_the_cuda_provider_or_says_what_is_missing(anoclip_single, ima
     assert onnx.describe()["providers"][0] == "CUDAExecutionProvider"
     reference = anoclip_single.detector.predict(image_files[:2])
     assert np.abs(onnx.predict(image_files[:2]).scores - reference.scores).max() <= TOLERANCE
+
+
+def test_the_service_serves_an_onnx_model(anoclip_single, image_files):
+    from anomalign.service import load_served
+
+    served = load_served("exported", anoclip_single.model)
+    assert isinstance(served.detector, OnnxDetector)
+    rgbs = [np.asarray(Image.open(p).convert("RGB")) for p in image_files[:3]]
+    batch = served.predict_batch(rgbs)
+    reference = anoclip_single.detector.predict(rgbs)
+    assert np.abs(np.asarray(batch.scores) - reference.scores).max() <= TOLERANCE
+    assert batch.decisions == [bool(d) for d in reference.decisions]
+    assert served.describe()["method"] == "anoclip"
