@@ -1,0 +1,64 @@
+"""Fixtures for the scale-out tests: a small synthetic folder and two detector bundles."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from anomalign.backbones import Backbone
+from anomalign.data import generate_synthetic_dataset
+from anomalign.inspection import fit_for_inspection
+from anomalign.methods import create_detector
+
+CATEGORY = "synth_texture"
+
+
+@pytest.fixture(scope="session")
+def ray_synth(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """64 px synthetic textures: 6 normal train, 3 normal + 6 defective test images."""
+    return generate_synthetic_dataset(
+        tmp_path_factory.mktemp("distributed") / "synth",
+        categories=(CATEGORY,),
+        image_size=64,
+        n_train=6,
+        n_test_good=3,
+        n_test_defect=6,
+    )
+
+
+def _bundle(backbone: Backbone, train: Path, out: Path, fpr: float, options: dict) -> Path:
+    detector = create_detector("anoclip+", backbone=backbone, **options)
+    fit_for_inspection(detector, train, category=CATEGORY, fpr=fpr)
+    return detector.save(out)
+
+
+@pytest.fixture(scope="session")
+def bundle_a(tiny_backbone: Backbone, ray_synth: Path, tmp_path_factory) -> Path:
+    """Zero-shot AnoCLIP+ (2 TTA steps), calibrated, threshold at FPR 0.2."""
+    out = tmp_path_factory.mktemp("bundles") / "a.anomalign"
+    options = {"image_score": "single", "tta_steps": 2}
+    return _bundle(tiny_backbone, ray_synth / CATEGORY / "train" / "good", out, 0.2, options)
+
+
+@pytest.fixture(scope="session")
+def bundle_b(tiny_backbone: Backbone, ray_synth: Path, tmp_path_factory) -> Path:
+    """Another detector (no TTA, threshold at FPR 0.5): another fingerprint."""
+    out = tmp_path_factory.mktemp("bundles") / "b.anomalign"
+    options = {"image_score": "single", "tta_steps": 1}
+    return _bundle(tiny_backbone, ray_synth / CATEGORY / "train" / "good", out, 0.5, options)
+
+
+def make_inputs(ray_synth: Path, folder: Path) -> Path:
+    """The 9 test images, plus a non-image and a truncated PNG (two error rows)."""
+    shutil.copytree(ray_synth / CATEGORY / "test", folder)
+    (folder / "broken").mkdir()
+    (folder / "broken" / "garbage.png").write_text("not an image")
+    rng = np.random.default_rng(0)
+    truncated = folder / "broken" / "truncated.png"
+    Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(truncated)
+    truncated.write_bytes(truncated.read_bytes()[:200])
+    return folder
