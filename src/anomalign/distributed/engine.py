@@ -8,7 +8,8 @@ The job, for ``predict_dataset(detector, inputs, out)``::
                inputs into *batches*: runs of ``batch_size`` images of one detector, in the
                local engine's order
     CPU tasks  read each batch's files, hash them (SHA-256), skip those OUT already holds
-               with that hash and detector fingerprint, decode the rest to RGB
+               with that hash and detector fingerprint, decode the rest to RGB (with CPU
+               actors that ask for the same resources Ray fuses this into the actors)
     actors     ``map_batches`` with :class:`BatchPredictor`: loads a bundle once and keeps
                one detector at a time (batches arrive grouped by detector), predicts a
                batch in one forward pass as the local engine does, and builds the rows
@@ -19,15 +20,17 @@ The job, for ``predict_dataset(detector, inputs, out)``::
 A batch travels whole from the driver to one actor, so every image is predicted together
 with exactly the images the local engine predicts it with: scores and maps are equal bit
 for bit (a forward pass over other neighbours can differ in the last float bit).
+
+``ANOMALIGN_RAY_PROGRESS=0`` turns Ray Data's progress output off (tests, benchmarks).
 """
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import io
 import json
 import os
+import shutil
 import tempfile
 import time
 import uuid
@@ -174,6 +177,7 @@ class BatchPredictor:
         threads: torch threads per actor (None: leave as Ray set them).
         batch_size, maps, max_side: as in :func:`predict_dataset`.
         threshold: a threshold that overrides every bundle's (None: the bundle's).
+        cache: folder for local copies of bundles given as URIs.
     """
 
     def __init__(
@@ -603,6 +607,8 @@ def predict_dataset(
         raise ConfigError("gpus_per_worker must be >= 0 and cpus_per_worker > 0.")
     if detector_path is None and detector_map is None:
         raise ConfigError("Give a detector bundle, a detector map, or both.")
+    if isinstance(inputs, str | Path):
+        inputs = [inputs]
     started = time.perf_counter()
     output = _Output(out)
     identities = sources.list_inputs(inputs, exclude=output.identity if output.local else None)
@@ -669,6 +675,7 @@ def predict_dataset(
             rows_per_file=rows_per_file,
         )
     finally:
+        shutil.rmtree(cache, ignore_errors=True)
         if started_ray:
             import ray
 
@@ -747,8 +754,6 @@ def _run(
         num_cpus=cpus_per_worker,
         num_gpus=gpus_per_worker or None,
     )
-    with contextlib.suppress(FileExistsError):
-        output.fs.create_dir(output.root, recursive=True)
     dataset.write_parquet(
         output.root,
         filesystem=output.fs,
