@@ -234,3 +234,25 @@ def test_resize_filter_follows_the_option(tiny_backbone: Backbone) -> None:
     assert official.preprocessor.interpolation == "bilinear"
     assert tiny_backbone.preprocessor.interpolation == "bicubic"  # the backbone is untouched
     assert not np.allclose(official.predict(images).maps, bicubic.predict(images).maps, atol=1e-7)
+
+
+def test_tta_loss_official_order_is_the_official_loss_func() -> None:
+    """``tta_loss_order="official"`` evaluates vl_test.py's loss_func term by term; the
+    default preset keeps the fused order (its outputs are unchanged)."""
+    from anomalign.methods.anoclip.adapter import tta_loss
+    from anomalign.methods.anoclip.config import AnoCLIPConfig
+
+    generator = torch.Generator().manual_seed(0)
+    probs = torch.randn(3, 2, 15, 15, 2, generator=generator).softmax(-1)
+    clean, noisy = probs[:, 0], probs[:, 1]
+    official = tta_loss(clean, noisy, 0.5, "official")
+    for i in range(3):  # the official loss_func on the [clean, noisy] batch of image i
+        pred = probs[i]
+        soft = (-pred[0] * pred[0].log()).sum(-1).mean()
+        mask = torch.zeros(pred[1:].shape)
+        mask[..., 1] = 1
+        hard = (-mask * pred[1:].log() - (1 - mask) * pred[0].log()).sum(-1).mean()
+        assert float(official[i]) == float(1 * soft + 0.5 * hard)
+    torch.testing.assert_close(official, tta_loss(clean, noisy, 0.5), atol=1e-6, rtol=1e-6)
+    assert AnoCLIPConfig.from_preset("official").tta_loss_order == "official"
+    assert AnoCLIPConfig.from_preset("default").tta_loss_order == "fused"

@@ -21,6 +21,7 @@ from anomalign.methods.finegrainedad import (
     MultiLevelPromptLearner,
     build_prompt_texts,
 )
+from anomalign.methods.finegrainedad.config import PRESETS
 from anomalign.methods.finegrainedad.losses import patch_cross_entropy, triplet_loss
 from anomalign.methods.finegrainedad.regions import aggregate_regions, dpc_knn, region_weights
 from anomalign.methods.finegrainedad.train import compute_region_weights, encode_tiled
@@ -68,7 +69,12 @@ def test_presets_differ_only_in_the_documented_switches() -> None:
     official = FineGrainedADConfig.from_preset("official").to_dict()
     default = FineGrainedADConfig.from_preset("default").to_dict()
     changed = {k for k in official if official[k] != default[k]}
-    assert changed == {"preset", "test_bgr", "matching", "cluster_scope"}
+    assert changed == {"preset", *PRESETS["default"]}
+    assert set(PRESETS["default"]) == {
+        "test_bgr", "matching", "cluster_scope", "shuffle_shots", "background_assignment",
+        "region_pooling", "memory_features", "feature_average", "image_gallery",
+        "seg_precision", "pre_resize",
+    }  # fmt: skip
     assert official["matching"] == "qformer" and default["matching"] == "normal"
 
 
@@ -125,7 +131,7 @@ def test_vad_alone_localises_a_planted_defect(tiny_backbone: Backbone, normals) 
     )
     detector.fit(normals, category="bottle")
     tests = [_defective(seed) for seed in range(4)]
-    prediction = detector.predict([image for image, _ in tests])
+    prediction = detector.predict([image for image, _ in tests], output_size=64)
     masks = np.stack([mask for _, mask in tests])
     auroc = roc_auc_score(masks.ravel(), prediction.maps.ravel())
     assert auroc > 0.75, auroc
@@ -235,7 +241,7 @@ def test_cluster_scope_first_reuses_image_zero(tiny_backbone: Backbone, normals)
     texts = build_prompt_texts(load_shipped("bottle"), shipped_vocabularies())
     learner = MultiLevelPromptLearner(tiny_backbone.text, texts)
     images = [*normals, _defective(0)[0]]
-    config = FineGrainedADConfig.from_preset("official", **FAST)
+    config = FineGrainedADConfig.from_preset("official", cluster_scope="first", **FAST)
     weights, labels = compute_region_weights(tiny_backbone, images, learner, config)
     assert weights.shape == (len(texts.components) + 1, 3, 16) and len(labels) == 1
     assert torch.equal(weights[:, 0], weights[:, 2])
@@ -261,11 +267,12 @@ def test_fused_outputs_are_the_harmonic_combination(fitted: FineGrainedAD) -> No
     branches = fitted.branch_maps([image])
     prediction = fitted.predict([image])
     t, v = branches["textual"], branches["visual"]
-    fused = F.interpolate((t * v / (t + v))[:, None], size=(64, 64), mode="bilinear")[:, 0]
+    assert prediction.maps.shape == (1, 400, 400)  # the protocol size by default
+    fused = F.interpolate((t * v / (t + v))[:, None], size=(400, 400), mode="bilinear")[:, 0]
     from anomalign.components.postprocess import gaussian_smooth
 
     np.testing.assert_allclose(prediction.maps, gaussian_smooth(fused.numpy(), 4.0), atol=1e-6)
-    v_max = F.interpolate(v[:, None], size=(64, 64), mode="bilinear").max()
+    v_max = F.interpolate(v[:, None], size=(400, 400), mode="bilinear").max()
     t_img = branches["textual_image"][0]
     assert prediction.scores[0] == pytest.approx(float(t_img * v_max / (t_img + v_max)), rel=1e-5)
 
@@ -278,7 +285,7 @@ def test_each_ablation_switch_changes_only_its_branch(tiny_backbone: Backbone, n
         )
         for fusion in ("visual", "textual", "harmonic")
     }
-    base = {fusion: d.predict(images) for fusion, d in made.items()}
+    base = {fusion: d.predict(images, output_size=64) for fusion, d in made.items()}
     gen = torch.Generator().manual_seed(9)
     other_memory = PatchMemory.from_tokens(
         {b: torch.randn(2, 16, 64, generator=gen) for b in (1, 2)}
@@ -287,14 +294,14 @@ def test_each_ablation_switch_changes_only_its_branch(tiny_backbone: Backbone, n
         model = detector.model
         model.seg_pairs = F.normalize(torch.randn_like(model.seg_pairs), dim=-1)
         model.cls_pairs = F.normalize(torch.randn_like(model.cls_pairs), dim=-1)
-    prompts_changed = {fusion: d.predict(images) for fusion, d in made.items()}
+    prompts_changed = {fusion: d.predict(images, output_size=64) for fusion, d in made.items()}
     np.testing.assert_array_equal(prompts_changed["visual"].maps, base["visual"].maps)
     np.testing.assert_array_equal(prompts_changed["visual"].scores, base["visual"].scores)
     assert not np.allclose(prompts_changed["textual"].maps, base["textual"].maps)
     assert not np.allclose(prompts_changed["harmonic"].maps, base["harmonic"].maps)
     for detector in made.values():
         detector.model.memory = other_memory
-    memory_changed = {fusion: d.predict(images) for fusion, d in made.items()}
+    memory_changed = {fusion: d.predict(images, output_size=64) for fusion, d in made.items()}
     np.testing.assert_array_equal(memory_changed["textual"].maps, prompts_changed["textual"].maps)
     np.testing.assert_array_equal(
         memory_changed["textual"].scores, prompts_changed["textual"].scores

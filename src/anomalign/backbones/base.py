@@ -110,10 +110,17 @@ class Backbone(ABC):
 
     @abstractmethod
     def encode(
-        self, pixels: torch.Tensor, blocks: Iterable[int] = (), *, vv_depth: int | None = None
+        self,
+        pixels: torch.Tensor,
+        blocks: Iterable[int] = (),
+        *,
+        vv_depth: int | None = None,
+        aliased: bool = False,
     ) -> ImageTokens:
         """Encode normalised pixels ``(B, 3, H, W)``; ``blocks`` are the 1-based block
-        numbers whose patch tokens to return; ``vv_depth`` the V-V depth (CLIP only)."""
+        numbers whose patch tokens to return; ``vv_depth`` the V-V depth (CLIP only);
+        ``aliased`` the official PromptAD hooks' in-place aliasing of block tokens (CLIP
+        dual path only)."""
 
     @abstractmethod
     def encode_global(self, pixels: torch.Tensor) -> torch.Tensor:

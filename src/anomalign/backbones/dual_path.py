@@ -14,7 +14,8 @@ Map to the specs:
 * anoclip.md §2 "Pitfall" / finegrainedad.md §4 "Backbone features": intermediate
   original-path patch tokens (e.g. blocks 3 and 8 for FineGrainedAD's patch memory) are
   returned as fresh tensors per block, never aliased and updated in place as in the
-  official code.
+  official code. ``aliased=True`` reproduces that official quirk instead
+  (:meth:`DualPathEncoder.forward`).
 
 Block numbers are 1-based throughout, as in the papers ("block 3" = ``resblocks[2]``).
 """
@@ -120,8 +121,22 @@ class DualPathEncoder(nn.Module):
         return tokens @ proj if proj is not None else tokens
 
     @torch.no_grad()
-    def forward(self, images: torch.Tensor, intermediate_blocks: Iterable[int] = ()) -> ImageTokens:
-        """Encode normalised images ``(B, 3, H, W)``; see :class:`ImageTokens`."""
+    def forward(
+        self,
+        images: torch.Tensor,
+        intermediate_blocks: Iterable[int] = (),
+        aliased: bool = False,
+    ) -> ImageTokens:
+        """Encode normalised images ``(B, 3, H, W)``; see :class:`ImageTokens`.
+
+        ``aliased``: return a block's tokens as the official PromptAD/FineGrainedAD hooks
+        see them (finegrainedad.md §3.1 "memory-feature aliasing quirk"). Their hook on
+        block b keeps a view of the original stream that block b+1 then updates in place
+        with its attention residual (``x_ori += x_ori_res``), so the stored feature is
+        block b's output plus block b+1's attention residual (not its MLP). That happens
+        only when block b+1 continues an existing dual path; otherwise (the last block,
+        or a block that starts the path or runs single-path) the clean output stays.
+        """
         wanted = self._validate_blocks(intermediate_blocks)
         dtype = self.visual.conv1.weight.dtype
         x_ori = self.visual._embeds(images.to(dtype))
@@ -134,6 +149,10 @@ class DualPathEncoder(nn.Module):
             h = block.ln_1(x_ori)
             o_ori, o_vv = _dual_attention(block.attn, h, with_vv=x_vv is not None)
             x_ori = x_ori + block.ls_1(o_ori)
+            if aliased and index in wanted and index > first_vv:
+                # block ``index`` (1-based) as the official hook sees it: this block's
+                # in-place attention update also lands in the view kept of its output
+                intermediates[index] = x_ori[:, 1:].clone()
             x_ori = x_ori + block.ls_2(block.mlp(block.ln_2(x_ori)))
             if o_vv is not None and x_vv is not None:
                 x_vv = x_vv + block.ls_1(o_vv)

@@ -39,6 +39,7 @@ from anomalign.backbones.weights import (
     how_to_provide,
     offline,
     pretrained_cfg,
+    refused_checkpoint,
     resolve_tag_weights,
 )
 from anomalign.errors import ConfigError, WeightsUnavailableError
@@ -115,10 +116,20 @@ class OpenCLIPBackbone(Backbone):
         return self._encoders[vv_depth]
 
     def encode(
-        self, pixels: torch.Tensor, blocks: Iterable[int] = (), *, vv_depth: int | None = None
+        self,
+        pixels: torch.Tensor,
+        blocks: Iterable[int] = (),
+        *,
+        vv_depth: int | None = None,
+        aliased: bool = False,
     ) -> ImageTokens:
-        """One dual-path pass: global token, V-V local tokens and block tokens."""
-        tokens = self.encoder(vv_depth)(pixels, intermediate_blocks=blocks)
+        """One dual-path pass: global token, V-V local tokens and block tokens.
+
+        ``aliased=True`` returns the block tokens with the official hooks' in-place
+        aliasing (block b's output plus block b+1's attention residual; see
+        :meth:`DualPathEncoder.forward`); the default returns the clean block outputs.
+        """
+        tokens = self.encoder(vv_depth)(pixels, intermediate_blocks=blocks, aliased=aliased)
         tokens.intermediate_grids = {b: tokens.grid_size for b in tokens.intermediates}
         return tokens
 
@@ -217,7 +228,12 @@ def _build_model(spec: BackboneSpec, device: torch.device, cache_dir: str | None
                 f"Backbone '{spec}': '{path.name}' is not a checkpoint; expected one of "
                 f"{', '.join(CHECKPOINT_SUFFIXES)}."
             )
-        return _create(spec.arch, str(path), False, device), str(path)
+        try:
+            return _create(spec.arch, str(path), False, device), str(path)
+        except ConfigError:
+            raise
+        except Exception as error:  # any refusal: one line naming the file
+            raise refused_checkpoint(spec, path, error) from None
     if spec.source is WeightSource.TAG:
         quick_gelu = bool(pretrained_cfg(spec.arch, spec.value).get("quick_gelu", False))
         path = resolve_tag_weights(spec, cache_dir)

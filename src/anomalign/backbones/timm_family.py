@@ -30,7 +30,7 @@ from anomalign.backbones.base import (
 )
 from anomalign.backbones.preprocess import ImagePreprocessor
 from anomalign.backbones.spec import CHECKPOINT_SUFFIXES, BackboneSpec, WeightSource
-from anomalign.backbones.weights import offline
+from anomalign.backbones.weights import offline, refused_checkpoint
 from anomalign.errors import ConfigError, WeightsUnavailableError
 
 
@@ -62,11 +62,18 @@ class TimmBackbone(Backbone):
 
     @torch.no_grad()
     def encode(
-        self, pixels: torch.Tensor, blocks: Iterable[int] = (), *, vv_depth: int | None = None
+        self,
+        pixels: torch.Tensor,
+        blocks: Iterable[int] = (),
+        *,
+        vv_depth: int | None = None,
+        aliased: bool = False,
     ) -> ImageTokens:
         """Pooled features and the flattened feature maps of ``blocks``; no local tokens."""
         if vv_depth is not None:
             raise ConfigError(f"Backbone '{self.spec}' has no V-V path (vv_depth is CLIP only).")
+        if aliased:
+            raise ConfigError(f"Backbone '{self.spec}' has no dual path (aliased is CLIP only).")
         wanted = self.check_blocks(blocks, "Blocks")
         dtype = next(self.model.parameters()).dtype
         x = pixels.to(self.device, dtype)
@@ -98,7 +105,7 @@ def _state_dict(path: Path) -> dict[str, torch.Tensor]:
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
-        raise WeightsUnavailableError(f"'{path}' holds no state dict (got {type(state).__name__}).")
+        raise ValueError(f"it holds no state dict (got {type(state).__name__})")
     return state
 
 
@@ -191,11 +198,8 @@ def load_timm(
             try:
                 state = _state_dict(path)
                 model.load_state_dict(state, strict=True)
-            except (RuntimeError, OSError, ValueError) as error:
-                raise WeightsUnavailableError(
-                    f"Backbone '{parsed}': '{path}' is not a {parsed.arch} state dict "
-                    f"({str(error).splitlines()[0]})."
-                ) from error
+            except Exception as error:  # any refusal: one line naming the file
+                raise refused_checkpoint(parsed, path, error) from None
             weights_path = str(path)
     model = model.to(device=torch.device(device), dtype=PRECISIONS[precision]).eval()
     model.requires_grad_(False)

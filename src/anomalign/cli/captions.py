@@ -37,6 +37,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     vocab.add_argument("extra", nargs="*", metavar="FILE", help="also include these captions")
     vocab.set_defaults(func=run_vocab)
 
+    importing = actions.add_parser(
+        "import",
+        help="convert a copy of the official fine_grained_prompts.py into caption files",
+        description="Read a user's copy of the official FineGrainedAD caption file "
+        "(PromptAD/fine_grained_prompts.py) as data: it is parsed, never imported or run, "
+        "and anything but literal assignments is refused. Writes one caption JSON per "
+        "category and vocabulary.json (the official attribute lists, for fit's "
+        "vocabulary= override).",
+    )
+    importing.add_argument("file", metavar="PATH", help="the official-format .py file")
+    importing.add_argument("--out", required=True, metavar="DIR", help="folder to write")
+    importing.add_argument(
+        "--version", default="v3", help="caption table suffix (default v3, what the model uses)"
+    )
+    importing.add_argument("--force", action="store_true", help="overwrite existing files")
+    importing.set_defaults(func=run_import)
+
     build = actions.add_parser(
         "build",
         help="ask a multimodal LLM for a caption of one normal image",
@@ -131,10 +148,11 @@ def run_show(args: argparse.Namespace) -> int:
         node = level2.add(
             f"[cyan]{escape(entity)}[/cyan] × {escape(l2.numbers[i])} @ {escape(l2.locations[i])}"
         )
-        node.add(
-            f"direction {escape(l3.directions[i])} · colour {escape(l3.colors[i])} · "
-            f"texture {escape(l3.textures[i])} · shape {escape(l3.shapes[i])}"
-        )
+        if not caption.generic:
+            node.add(
+                f"direction {escape(l3.directions[i])} · colour {escape(l3.colors[i])} · "
+                f"texture {escape(l3.textures[i])} · shape {escape(l3.shapes[i])}"
+            )
         node.add(f"[italic]{escape(l3.entity_captions[i])}[/italic]")
     level2.add(f"relation: {escape(l2.relation)}")
     tree.add(f"[bold]caption[/bold] {escape(caption.caption)}")
@@ -180,6 +198,37 @@ def run_vocab(args: argparse.Namespace) -> int:
     captions += [load_caption_file(file) for file in args.extra]
     for name, values in derive_vocabularies(captions).as_dict().items():
         print(f"{name} ({len(values)}): {', '.join(values)}")
+    return 0
+
+
+def run_import(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from anomalign.cli import CommandError
+    from anomalign.io import write_json, write_text
+    from anomalign.prompts.captions.official_file import import_official
+
+    result = import_official(args.file, version=args.version)
+    for problem in result.problems:
+        print(f"skipped {problem}", file=sys.stderr)
+    if not result.captions:
+        raise CommandError(f"{args.file}: no valid caption found.")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    targets = {f"{name}.json": caption for name, caption in result.captions.items()}
+    existing = sorted(n for n in [*targets, "vocabulary.json"] if (out / n).exists())
+    if existing and not args.force:
+        raise CommandError(f"{out} already has {', '.join(existing)}; pass --force to overwrite.")
+    for name, caption in targets.items():
+        write_text(out / name, caption.to_json())
+    if result.vocabulary:
+        write_json(out / "vocabulary.json", result.vocabulary)
+    print(
+        f"wrote {len(targets)} caption(s)"
+        + (" and vocabulary.json" if result.vocabulary else "")
+        + f" to {out}"
+        + (f"; skipped {len(result.problems)}" if result.problems else "")
+    )
     return 0
 
 

@@ -163,9 +163,20 @@ def run_ray(args: argparse.Namespace) -> int:
 
 def run_local(args: argparse.Namespace) -> int:
     """The local engine: :func:`anomalign.inspection.predict_folder`."""
-    from anomalign.inspection import predict_folder
-    from anomalign.methods import load_detector
+    import math
 
+    from anomalign.errors import ConfigError
+    from anomalign.inspection import check_predict_options, predict_folder
+    from anomalign.methods import load_detector
+    from anomalign.outdir import check_output_dir
+
+    # everything a user typed is checked before the detector is loaded
+    check_predict_options(
+        args.map_format, args.cmap, args.alpha, args.batch_size, args.max_side, args.grid
+    )
+    if args.threshold is not None and not math.isfinite(args.threshold):
+        raise ConfigError(f"--threshold must be a finite number, got {args.threshold}.")
+    check_output_dir(args.out)
     detector = load_detector(args.detector, device=args.device)
     if args.threshold is not None:
         detector.set_threshold(args.threshold, "given to anomalign predict")

@@ -82,13 +82,28 @@ class LinearAdapter(nn.Module):
 
 
 def tta_loss(
-    clean_probs: torch.Tensor, noisy_probs: torch.Tensor, hard_weight: float = 0.5
+    clean_probs: torch.Tensor,
+    noisy_probs: torch.Tensor,
+    hard_weight: float = 0.5,
+    order: str = "fused",
 ) -> torch.Tensor:
     """Official AnoCLIP+ loss per image: ``(count, ..., 2)`` [normal, abnormal]
     probabilities -> ``(count,)`` losses (means over tokens).
 
     Optimise their sum: each image's adapter copy then gets exactly its own gradient.
+    ``order="fused"`` takes one mean of ``entropy + w * hard``; ``"official"`` evaluates
+    it as the official ``loss_func`` (``vl_test.py``) does: the entropy term and the hard
+    term are averaged separately and the hard term is a masked sum over both states
+    (``-mask*log P_noisy - (1-mask)*log P_clean``, mask selecting "abnormal"). Equal in
+    exact arithmetic; in float32 the two orders differ by about one rounding step, which
+    AdamW's ``eps`` amplifies over the steps.
     """
+    if order == "official":
+        soft = (-clean_probs * clean_probs.log()).sum(-1).flatten(1).mean(1)
+        mask = torch.zeros_like(noisy_probs)
+        mask[..., 1] = 1
+        hard = -mask * noisy_probs.log() - (1 - mask) * clean_probs.log()
+        return 1 * soft + hard_weight * hard.sum(-1).flatten(1).mean(1)
     entropy = -(clean_probs * clean_probs.log()).sum(-1)
     hard = -clean_probs[..., 0].log() - noisy_probs[..., 1].log()
     return (entropy + hard_weight * hard).flatten(1).mean(1)

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from anomalign.errors import ConfigError
-from anomalign.methods.options import check_choices, config_from_preset
+from anomalign.methods.options import Bound, check_choices, check_numbers, config_from_preset
 
 Preset = Literal["official", "default"]
 
@@ -39,6 +39,10 @@ class AnoCLIPConfig:
         tta_steps, tta_lr, tta_weight_decay, noise_sigma, hard_loss_weight: TTA settings.
         optimizer_scope: "category" (one AdamW per category whose state carries across
             images, official) or "image" (fresh optimizer and random stream per image).
+        tta_loss_order: how the TTA loss is evaluated: "official" (the official
+            ``loss_func``: entropy and hard terms averaged separately, the hard term a
+            masked sum over both states) or "fused" (one mean of the summed terms). The
+            same in exact arithmetic, one float32 rounding step apart.
         seed: seed of the TTA random stream (adapter init and noise).
     """
 
@@ -60,6 +64,7 @@ class AnoCLIPConfig:
     noise_sigma: float = 0.055
     hard_loss_weight: float = 0.5
     optimizer_scope: Literal["category", "image"] = "category"
+    tta_loss_order: Literal["official", "fused"] = "official"
     seed: int = 111
 
     @classmethod
@@ -72,17 +77,36 @@ class AnoCLIPConfig:
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the option when a value is out of range."""
         check_choices(self, "AnoCLIP")
-        if self.tta_steps < 0:
+        if isinstance(self.tta_steps, int) and self.tta_steps < 0:
             raise ConfigError(f"AnoCLIP option tta_steps must be >= 0, got {self.tta_steps}.")
-        if self.logit_scale <= 0:
+        if isinstance(self.logit_scale, float | int) and self.logit_scale <= 0:
             raise ConfigError(f"AnoCLIP option logit_scale must be > 0, got {self.logit_scale}.")
+        check_numbers(self, "AnoCLIP", BOUNDS)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
+#: Allowed ranges of the numeric options (wide, but a typo cannot hang a run).
+BOUNDS: dict[str, Bound] = {
+    "vv_depth": Bound(1, 1000),
+    "logit_scale": Bound(0, 1e4, open_low=True),
+    "gaussian_sigma": Bound(0, 1000),
+    "tta_steps": Bound(0, 1000),
+    "tta_lr": Bound(0, 10, open_low=True),
+    "tta_weight_decay": Bound(0, 10),
+    "noise_sigma": Bound(0, 10),
+    "hard_loss_weight": Bound(0, 1000),
+    "seed": Bound(0, 2**63 - 1),
+}
+
 #: What each preset changes from the official values.
 PRESETS: dict[str, dict[str, Any]] = {
     "official": {},
-    "default": {"optimizer_scope": "image", "grammatical_prompts": True, "grayscale_on_raw": True},
+    "default": {
+        "optimizer_scope": "image",
+        "grammatical_prompts": True,
+        "grayscale_on_raw": True,
+        "tta_loss_order": "fused",
+    },
 }

@@ -125,7 +125,9 @@ class AnoCLIPModel(nn.Module):
                 noise = torch.randn(tokens.shape[1:], generator=generator, device=generator.device)
                 noisy = tokens + config.noise_sigma * noise.to(tokens.device)
                 probs = to_probs(adapter(torch.stack([tokens, noisy], dim=1)))
-                per_image = tta_loss(probs[:, 0], probs[:, 1], config.hard_loss_weight)
+                per_image = tta_loss(
+                    probs[:, 0], probs[:, 1], config.hard_loss_weight, config.tta_loss_order
+                )
                 optimizer.zero_grad()
                 per_image.sum().backward()
                 optimizer.step()
@@ -141,4 +143,7 @@ class AnoCLIPModel(nn.Module):
         tokens = local_tokens.float()
         stack = torch.stack([tokens, tokens + noise])[None]
         probs = self.probabilities(adapter(stack) if adapter is not None else stack)
-        return float(tta_loss(probs[:, 0], probs[:, 1], self.config.hard_loss_weight)[0])
+        config = self.config
+        return float(
+            tta_loss(probs[:, 0], probs[:, 1], config.hard_loss_weight, config.tta_loss_order)[0]
+        )

@@ -8,6 +8,10 @@ normalised), t^n = norm(mean T^n), t^a = norm(mean T^a):
   3-D anchors (the code's quirk, ``reduce="tokens"``) or over channels;
 * handle-vs-learned matching ``λ·‖mean T^ah − mean T^al‖²`` (image and components);
 * ``L_reg = ‖mean T^al_I − mean norm(Σ_e T^al_e) − mean T^n_B‖`` (segmentation only).
+
+``average="raw"`` is the code's order: t^n and t^a are means of the unnormalised text
+features, normalised afterwards, and L_reg's Σ_e sums unnormalised component features;
+``"normalized"`` averages and sums row-normalised features.
 """
 
 from __future__ import annotations
@@ -43,10 +47,15 @@ def patch_cross_entropy(
     )
 
 
-def _level_terms(anchor, level: LevelFeatures, scale, margin, reduce) -> torch.Tensor:
-    t_n = F.normalize(level.normal.mean(0), dim=-1)
+def _level_terms(
+    anchor, level: LevelFeatures, scale, margin, reduce, average="normalized"
+) -> torch.Tensor:
     abnormal = level.abnormal
-    t_a = F.normalize(abnormal.mean(0), dim=-1)
+    if average == "raw":
+        t_n, t_a = level.means("raw")
+    else:
+        t_n = F.normalize(level.normal.mean(0), dim=-1)
+        t_a = F.normalize(abnormal.mean(0), dim=-1)
     return patch_cross_entropy(anchor, t_n, abnormal, scale) + triplet_loss(
         anchor, t_n[None], t_a[None], margin, reduce
     )
@@ -66,6 +75,7 @@ def mlsa_loss(
     lambda_match: float = 0.001,
     reg_loss: bool = True,
     normal_align_loss: bool = False,
+    average: str = "normalized",
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Total MLSA loss and its parts.
 
@@ -75,21 +85,27 @@ def mlsa_loss(
         levels: features per level, components first, then "image" and "background".
         scale: the logit scale ``s``.
         region_weights: ``(E+1, k, N)`` weights r_e (components then background), or None.
+        average: "normalized" or "raw" (the code's order; see the module docstring).
     """
     components = [name for name in levels if name.startswith("component_")]
     parts: dict[str, torch.Tensor] = {}
-    parts["image"] = _level_terms(anchor, levels["image"], scale, margin, reduce)
+    parts["image"] = _level_terms(anchor, levels["image"], scale, margin, reduce, average)
     match = _match_term(levels["image"])
     for index, name in enumerate([*components, "background"]):
         weighted = anchor
         if region_weights is not None:
             weighted = anchor * region_weights[index][..., None]
-        parts[name] = _level_terms(weighted, levels[name], scale, margin, reduce)
+        parts[name] = _level_terms(weighted, levels[name], scale, margin, reduce, average)
         if name != "background":
             match = match + _match_term(levels[name])
     parts["match"] = lambda_match * match
     if reg_loss:
-        summed = F.normalize(torch.stack([levels[c].learned for c in components]).sum(0), dim=-1)
+        if average == "raw":
+            learned = [levels[c].raw[2] if levels[c].raw is not None else levels[c].learned
+                       for c in components]  # fmt: skip
+        else:
+            learned = [levels[c].learned for c in components]
+        summed = F.normalize(torch.stack(learned).sum(0), dim=-1)
         residual = (
             levels["image"].learned.mean(0) - summed.mean(0) - levels["background"].normal.mean(0)
         )

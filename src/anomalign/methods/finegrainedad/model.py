@@ -45,14 +45,41 @@ class QueryMatcher(nn.Module):
     its values cannot equal the official run's, which depend on the global RNG state.
     """
 
-    def __init__(self, dim: int, seed: int = 111) -> None:
+    def __init__(
+        self, dim: int, seed: int = 111, initial: dict[str, torch.Tensor] | None = None
+    ) -> None:
         super().__init__()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.cross_attn1 = _SingleKeyCrossAttention(dim)
             self.cross_attn2 = _SingleKeyCrossAttention(dim)
             self.fuse_layer = nn.Linear(2 * dim, dim)
+        if initial:
+            self.load_initial(initial)
         self.requires_grad_(False)
+
+    @torch.no_grad()
+    def load_initial(self, state: dict[str, torch.Tensor]) -> None:
+        """Use given parameters, e.g. the official ``QueryFormer``'s state dict.
+
+        Its names are ours (``cross_attn1.q_proj.weight``, ``cross_attn1.kv_proj.bias``,
+        ``cross_attn2.proj.weight``, ``fuse_layer.weight`` ...); ``query_tokens`` is
+        accepted and unused (each query attends to one key, so it cancels out).
+        """
+        from anomalign.errors import ConfigError
+
+        values = {k: torch.as_tensor(v) for k, v in state.items() if k != "query_tokens"}
+        own = self.state_dict()
+        missing, unknown = sorted(set(own) - set(values)), sorted(set(values) - set(own))
+        if missing or unknown:
+            raise ConfigError(f"Initial Q-Former parameters: missing {missing}, unknown {unknown}.")
+        for name, value in values.items():
+            if tuple(value.shape) != tuple(own[name].shape):
+                raise ConfigError(
+                    f"Initial Q-Former {name} has shape {tuple(value.shape)}; expected "
+                    f"{tuple(own[name].shape)}."
+                )
+        self.load_state_dict({k: v.float() for k, v in values.items()})
 
     @torch.no_grad()
     def forward(self, pairs: torch.Tensor) -> torch.Tensor:
@@ -62,10 +89,15 @@ class QueryMatcher(nn.Module):
         return self.fuse_layer(torch.cat([a, b], dim=-1))
 
 
-def matching_keys(pairs: torch.Tensor, mode: str, seed: int = 111) -> torch.Tensor:
-    """Keys a token is matched on: Q-Former output, t^n, or the mean of t^n and t^a."""
+def matching_keys(
+    pairs: torch.Tensor, mode: str, seed: int = 111, initial: dict | None = None
+) -> torch.Tensor:
+    """Keys a token is matched on: Q-Former output, t^n, or the mean of t^n and t^a.
+
+    ``initial``: the Q-Former's parameters to use instead of the seeded init.
+    """
     if mode == "qformer":
-        matcher = QueryMatcher(pairs.shape[-1], seed).to(pairs.device)
+        matcher = QueryMatcher(pairs.shape[-1], seed, initial).to(pairs.device)
         return matcher(pairs.float())
     if mode == "normal":
         return pairs[:, 0].clone()

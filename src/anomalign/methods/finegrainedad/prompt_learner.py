@@ -78,9 +78,19 @@ def _abnormal_component(
 
 
 def build_prompt_texts(
-    caption: CategoryCaption, vocab: Vocabularies, seed: int = 111, generic_states: bool = False
+    caption: CategoryCaption,
+    vocab: Vocabularies,
+    seed: int = 111,
+    generic_states: bool = False,
+    case_sensitive: bool = False,
 ) -> PromptTexts:
-    """All MLLP sentences of a caption; random choices come from ``random.Random(seed)``."""
+    """All MLLP sentences of a caption; random choices come from ``random.Random(seed)``.
+
+    A generic caption (:func:`anomalign.prompts.generic_caption`) has no attributes, so
+    its image level gets no attribute injection (PromptAD's prompts). Attribute negatives
+    are the vocabulary items the caption does not use, compared case-insensitively, or
+    exactly as the official code does when ``case_sensitive`` (a given vocabulary).
+    """
     defects = list(caption.defects) + (list(GENERIC_STATES) if generic_states else [])
     fg = caption.foreground
     background = caption.background + " background"
@@ -100,8 +110,27 @@ def build_prompt_texts(
         relation_handle.append(text)
 
     def negatives(used: tuple[str, ...], pool: tuple[str, ...]) -> list[str]:
+        if case_sensitive:
+            return [item for item in pool if item not in used]
         lowered = {u.lower() for u in used}
         return [item for item in pool if item.lower() not in lowered]
+
+    if caption.generic:
+        attributes: dict[str, str] = {}
+        attribute_handle: dict[str, list[str]] = {}
+    else:
+        attributes = {
+            "relation": level2.relation,
+            "color": ".".join(level3.colors),
+            "texture": ".".join(level3.textures),
+            "shape": ".".join(level3.shapes),
+        }
+        attribute_handle = {
+            "relation": relation_handle,
+            "color": negatives(level3.colors, vocab.colors),
+            "texture": negatives(level3.textures, vocab.textures),
+            "shape": negatives(level3.shapes, vocab.shapes),
+        }
 
     return PromptTexts(
         caption=caption.caption,
@@ -110,18 +139,8 @@ def build_prompt_texts(
         background_handle=[background + d.replace("{}", "") for d in defects],
         components=list(level3.entity_captions),
         component_handle=component_handle,
-        attributes={
-            "relation": level2.relation,
-            "color": ".".join(level3.colors),
-            "texture": ".".join(level3.textures),
-            "shape": ".".join(level3.shapes),
-        },
-        attribute_handle={
-            "relation": relation_handle,
-            "color": negatives(level3.colors, vocab.colors),
-            "texture": negatives(level3.textures, vocab.textures),
-            "shape": negatives(level3.shapes, vocab.shapes),
-        },
+        attributes=attributes,
+        attribute_handle=attribute_handle,
     )
 
 
@@ -153,21 +172,34 @@ class _Level(nn.Module):
 
 @dataclass
 class LevelFeatures:
-    """Row-normalised text features of one level: normal, handle and learned prompts."""
+    """Row-normalised text features of one level: normal, handle and learned prompts.
+
+    ``raw`` holds the same three before normalisation (the text tower's output), which
+    the official code averages before normalising (``feature_average="raw"``).
+    """
 
     normal: torch.Tensor
     handle: torch.Tensor
     learned: torch.Tensor
+    raw: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     @property
     def abnormal(self) -> torch.Tensor:
         return torch.cat([self.handle, self.learned])
 
-    def pair(self) -> torch.Tensor:
+    def means(self, average: str = "normalized") -> tuple[torch.Tensor, torch.Tensor]:
+        """``t^n`` and ``t^a``: the normalised mean normal and mean abnormal feature, the
+        mean taken over row-normalised ("normalized") or unnormalised ("raw") features."""
+        if average == "raw" and self.raw is not None:
+            normal, handle, learned = self.raw
+            abnormal = torch.cat([handle, learned])
+        else:
+            normal, abnormal = self.normal, self.abnormal
+        return F.normalize(normal.mean(0), dim=-1), F.normalize(abnormal.mean(0), dim=-1)
+
+    def pair(self, average: str = "normalized") -> torch.Tensor:
         """``(2, D)``: normalised mean normal and mean abnormal feature (the gallery row)."""
-        return torch.stack(
-            [F.normalize(self.normal.mean(0), dim=-1), F.normalize(self.abnormal.mean(0), dim=-1)]
-        )
+        return torch.stack(self.means(average))
 
 
 class MultiLevelPromptLearner(nn.Module):
@@ -179,6 +211,8 @@ class MultiLevelPromptLearner(nn.Module):
         n_pro: copies of the normal context (1 segmentation, 3 classification).
         n_ctx, n_ctx_ab, n_pro_ab: context sizes (4, 1, 4).
         seed: seed of the N(0, 0.02^2) context and ``randn`` attribute-weight init.
+        initial: initial values to use instead of the seeded draws (see
+            :meth:`set_initial`), e.g. the official run's tensors for a parity check.
     """
 
     def __init__(
@@ -190,6 +224,7 @@ class MultiLevelPromptLearner(nn.Module):
         n_ctx_ab: int = 1,
         n_pro_ab: int = 4,
         seed: int = 111,
+        initial: dict[str, torch.Tensor] | None = None,
     ) -> None:
         super().__init__()
         self.texts = texts
@@ -227,18 +262,49 @@ class MultiLevelPromptLearner(nn.Module):
         )
         self.levels = nn.ModuleDict(levels)
         self.attr_normal = nn.ModuleDict(
-            {a: _Group(enc, rep([texts.attributes[a]]), False, *args) for a in ATTRIBUTES}
+            {a: _Group(enc, rep([texts.attributes[a]]), False, *args) for a in texts.attributes}
         )
         self.attr_handle = nn.ModuleDict(
             {
                 a: _Group(enc, rep(texts.attribute_handle[a]), False, *args)
-                for a in ATTRIBUTES
-                if texts.attribute_handle[a]
+                for a in texts.attributes
+                if texts.attribute_handle.get(a)
             }
         )
         self.attr_learned = nn.ModuleDict(
-            {a: _Group(enc, learned(texts.attributes[a]), True, *args) for a in ATTRIBUTES}
+            {a: _Group(enc, learned(texts.attributes[a]), True, *args) for a in texts.attributes}
         )
+        if initial:
+            self.set_initial(initial)
+
+    #: Initial tensors a caller may give, and the official attribute names they stand for.
+    INITIAL_KEYS: tuple[str, ...] = ("normal_ctx", "abnormal_ctx", "normal_w", "abnormal_w")
+
+    @torch.no_grad()
+    def set_initial(self, values: dict[str, torch.Tensor]) -> None:
+        """Overwrite the initial parameters with given tensors (shapes must match).
+
+        Keys: ``normal_ctx`` ``(n_pro, n_ctx, width)``, ``abnormal_ctx`` ``(n_pro_ab,
+        n_ctx_ab, width)``, ``normal_w`` and ``abnormal_w`` ``(4,)``: the sigmoid weights of
+        relation, colour, texture and shape in that order (the official
+        ``normal_relation_w`` ... ``abnormal_shape_w``, each of shape ``(1,)``, stacked).
+        """
+        from anomalign.errors import ConfigError
+
+        unknown = sorted(set(values) - set(self.INITIAL_KEYS))
+        if unknown:
+            raise ConfigError(
+                f"Unknown initial prompt tensors {unknown}; expected {list(self.INITIAL_KEYS)}."
+            )
+        for name, value in values.items():
+            target = getattr(self, name)
+            tensor = torch.as_tensor(value, dtype=target.dtype).reshape(-1)
+            if tensor.numel() != target.numel():
+                raise ConfigError(
+                    f"Initial {name} has {tensor.numel()} values; expected shape "
+                    f"{tuple(target.shape)}."
+                )
+            target.copy_(tensor.view_as(target).to(target.device))
 
     @property
     def level_names(self) -> list[str]:
@@ -295,6 +361,8 @@ class MultiLevelPromptLearner(nn.Module):
         normal, handle, learned = out["image"]
         wn, wa = torch.sigmoid(self.normal_w), torch.sigmoid(self.abnormal_w)
         for i, attr in enumerate(ATTRIBUTES):
+            if attr not in self.attr_normal:  # a generic caption has no attributes
+                continue
             normal = normal + wn[i] * self._with_ctx(self.attr_normal[attr])
             if attr in self.attr_handle:
                 negatives = self._with_ctx(self.attr_handle[attr])
@@ -317,9 +385,15 @@ class MultiLevelPromptLearner(nn.Module):
         features = text_encoder.encode_embeddings(
             torch.cat(chunks).to(text_encoder.device), torch.cat(ids).to(text_encoder.device)
         )
-        features = F.normalize(features.float(), dim=-1)
-        parts = iter(features.split(sizes))
-        return {name: LevelFeatures(next(parts), next(parts), next(parts)) for name in self.levels}
+        raw = features.float()
+        parts = iter(F.normalize(raw, dim=-1).split(sizes))
+        raws = iter(raw.split(sizes))
+        return {
+            name: LevelFeatures(
+                next(parts), next(parts), next(parts), (next(raws), next(raws), next(raws))
+            )
+            for name in self.levels
+        }
 
     def num_trainable(self) -> int:
         """Trainable parameters of this learner (report this, not the paper's 60K)."""

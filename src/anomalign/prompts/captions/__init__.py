@@ -13,6 +13,7 @@ from anomalign.prompts.captions.builder import (
     build_caption_file,
     request_caption,
 )
+from anomalign.prompts.captions.generic import GENERIC_DEFECTS, generic_caption
 from anomalign.prompts.captions.schema import (
     MAX_ENTITIES,
     MIN_ENTITIES,
@@ -42,6 +43,7 @@ from anomalign.prompts.captions.vocab import (
 )
 
 __all__ = [
+    "GENERIC_DEFECTS",
     "MAX_ENTITIES",
     "MIN_ENTITIES",
     "SHIPPED_DATASETS",
@@ -59,6 +61,7 @@ __all__ = [
     "caption_hash",
     "consistency_warnings",
     "derive_vocabularies",
+    "generic_caption",
     "list_shipped",
     "load_caption_file",
     "load_shipped",

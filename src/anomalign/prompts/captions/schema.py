@@ -42,6 +42,7 @@ NUMBER_WORDS: frozenset[str] = frozenset({"multiple"})
 
 _PER_ENTITY_LEVEL2 = ("number", "location")
 _PER_ENTITY_LEVEL3 = ("direction", "color", "texture", "shape", "entity_caption")
+_ATTRIBUTE_FIELDS = ("direction", "color", "texture", "shape")
 
 
 class CaptionError(ConfigError):
@@ -145,10 +146,13 @@ class CategoryCaption(_Strict):
 
     Attribute names are Pythonic (``level1``, ``entities``, ``colors``...); JSON uses the
     official names (``Level_1``, ``entity``, ``color``...). Either spelling is accepted
-    on input; :meth:`to_json_dict` writes the official one.
+    on input; :meth:`to_json_dict` writes the official one. ``generic`` marks a caption
+    made from the category word alone (:func:`~anomalign.prompts.captions.generic.
+    generic_caption`): one component and no colour, texture, shape or direction.
     """
 
     category: Text | None = None
+    generic: bool = False
     level1: Level1 = Field(alias="Level_1")
     level2: Level2 = Field(alias="Level_2")
     level3: Level3 = Field(alias="Level_3")
@@ -188,6 +192,8 @@ class CategoryCaption(_Strict):
             for name in names:
                 field = next(k for k, f in type(model).model_fields.items() if f.alias == name)
                 got = len(getattr(model, field))
+                if self.generic and got == 0 and name in _ATTRIBUTE_FIELDS:
+                    continue  # a generic caption describes no attributes
                 if got != n:
                     problems.append(
                         f"{level}.{name}: expected {n} entries (one per entity), got {got}"
@@ -225,6 +231,8 @@ class CategoryCaption(_Strict):
         out: dict[str, Any] = {}
         if self.category is not None:
             out["category"] = self.category
+        if self.generic:
+            out["generic"] = True
         for key in ("Level_1", "Level_2", "Level_3"):
             out[key] = [data[key]]
         out["caption"] = data["caption"]
