@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
+from ray_helpers import CATEGORY
 
 from anomalign.backbones import Backbone
 from anomalign.data import generate_synthetic_dataset
 from anomalign.inspection import fit_for_inspection
 from anomalign.methods import create_detector
-
-CATEGORY = "synth_texture"
 
 
 @pytest.fixture(scope="session")
@@ -50,15 +46,3 @@ def bundle_b(tiny_backbone: Backbone, ray_synth: Path, tmp_path_factory) -> Path
     out = tmp_path_factory.mktemp("bundles") / "b.anomalign"
     options = {"image_score": "single", "tta_steps": 1}
     return _bundle(tiny_backbone, ray_synth / CATEGORY / "train" / "good", out, 0.5, options)
-
-
-def make_inputs(ray_synth: Path, folder: Path) -> Path:
-    """The 9 test images, plus a non-image and a truncated PNG (two error rows)."""
-    shutil.copytree(ray_synth / CATEGORY / "test", folder)
-    (folder / "broken").mkdir()
-    (folder / "broken" / "garbage.png").write_text("not an image")
-    rng = np.random.default_rng(0)
-    truncated = folder / "broken" / "truncated.png"
-    Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(truncated)
-    truncated.write_bytes(truncated.read_bytes()[:200])
-    return folder

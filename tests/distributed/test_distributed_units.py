@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
+from ray_helpers import make_inputs
 
 from anomalign.calibration import Calibration
 from anomalign.cli import main
@@ -23,7 +24,6 @@ from anomalign.distributed.engine import (
 from anomalign.distributed.schema import decode_map, rows_to_table
 from anomalign.errors import ConfigError, DataError
 from anomalign.thresholds import manual_threshold
-from conftest import make_inputs
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -44,10 +44,12 @@ def test_inputs_paths_and_file_uris_are_one_identity(ray_synth: Path, tmp_path: 
     folder = make_inputs(ray_synth, tmp_path / "in")
     (folder / ".hidden.png").write_bytes(b"x")
     (folder / "notes.txt").write_text("not an image suffix")
-    by_path = sources.list_inputs([folder])
+    by_path = [entry.identity for entry in sources.list_inputs([folder])]
     assert len(by_path) == 11 and all(Path(p).is_absolute() for p in by_path)
     assert not any(".hidden" in p or p.endswith(".txt") for p in by_path)
-    assert sources.list_inputs([f"file://{folder}", folder / "good"]) == by_path
+    listed = sources.list_inputs([f"file://{folder}", folder / "good"])
+    assert [entry.identity for entry in listed] == by_path
+    assert sources.read_bytes(listed[0].source) == Path(by_path[0]).read_bytes()
     inside = sources.list_inputs([folder], exclude=str((folder / "good").resolve()))
     assert len(inside) == 8
     with pytest.raises(DataError, match="does not exist"):
@@ -94,10 +96,10 @@ def _infos(bundles: dict[str, str]) -> dict[str, DetectorInfo]:
 
 
 def test_batches_group_by_detector_in_listed_order() -> None:
-    identities = [f"/d/{i}.png" for i in range(7)]
+    inputs = [sources.Input(f"/d/{i}.png", f"/d/{i}.png".encode()) for i in range(7)]
     assigned = ["a", "b", "a", "a", None, "b", "a"]
     finished = {("/d/2.png", "fa"): "hash2", ("/d/1.png", "other"): "x"}
-    plan = plan_batches(identities, assigned, _infos({"a": "fa", "b": "fb"}), finished, 3)
+    plan = plan_batches(inputs, assigned, _infos({"a": "fa", "b": "fb"}), finished, 3)
     rows = plan.to_pylist()
     assert [(r["detector"], r["inputs"]) for r in rows] == [
         ("a", ["/d/0.png", "/d/2.png", "/d/3.png"]),
@@ -114,11 +116,12 @@ def test_rows_have_the_schema_and_per_image_semantics(
 ) -> None:
     """read_batches + BatchPredictor in this process: errors, NaN, one detector at a time."""
     folder = make_inputs(ray_synth, tmp_path / "in")
-    identities = sources.list_inputs([folder])
+    listed = sources.list_inputs([folder])
+    identities = [entry.identity for entry in listed]
     infos = _inspect_detectors([str(bundle_a), str(bundle_b)], None, str(tmp_path / "cache"))
     done = {(identities[1], infos[str(bundle_a)].fingerprint): "not-the-hash"}
     assigned = [str(bundle_a)] * 6 + [str(bundle_b)] * 5
-    plan = plan_batches(identities, assigned, infos, done, 4)
+    plan = plan_batches(listed, assigned, infos, done, 4)
     decoded = read_batches(plan)
     assert decoded.num_rows == 4
     predictor = BatchPredictor(infos, "cpu", None, 4, True, 1024, None, str(tmp_path / "cache"))

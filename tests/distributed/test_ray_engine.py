@@ -13,13 +13,13 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
+from ray_helpers import make_inputs
 
 import anomalign
 from anomalign.cli import main
 from anomalign.distributed import SCHEMA, decode_map, predict_dataset, read_results
 from anomalign.inspection import predict_folder, read_rows
 from anomalign.methods import load_detector
-from conftest import make_inputs
 
 pytestmark = pytest.mark.ray
 os.environ["RAY_USAGE_STATS_ENABLED"] = "0"

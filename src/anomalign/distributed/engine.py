@@ -27,7 +27,6 @@ for bit (a forward pass over other neighbours can differ in the last float bit).
 from __future__ import annotations
 
 import gc
-import io
 import json
 import os
 import shutil
@@ -43,7 +42,7 @@ import numpy as np
 import pyarrow as pa
 
 from anomalign import __version__
-from anomalign.data.images import ImageReadError, load_rgb
+from anomalign.data.images import load_rgb_bytes_sized, path_text
 from anomalign.data.transforms import resize_map
 from anomalign.distributed import sources
 from anomalign.distributed.schema import (
@@ -72,6 +71,7 @@ READ_SCHEMA = pa.schema(
         ("errors", pa.list_(pa.string())),
         ("heights", pa.list_(pa.int32())),
         ("widths", pa.list_(pa.int32())),
+        ("decoded", pa.list_(pa.list_(pa.int32()))),
         ("pixels", pa.large_list(pa.large_binary())),
     ]
 )
@@ -108,53 +108,37 @@ class DetectorInfo:
 # -- reading and decoding (CPU tasks) -----------------------------------------------------
 
 
-def decode_image(data: bytes, identity: str) -> np.ndarray:
-    """Decode a file's bytes as :func:`anomalign.data.images.load_rgb` decodes its path."""
-    if not data:
-        raise ImageReadError(f"Image file '{identity}' is empty (0 bytes).")
-    from PIL import Image, UnidentifiedImageError
-
-    stream = io.BytesIO(data)
-    try:
-        with Image.open(stream) as handle:
-            handle.load()  # force decoding now: truncated files fail here, not later
-            image = handle.copy()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        reason = str(error).replace(repr(stream), f"'{identity}'")
-        raise ImageReadError(
-            f"Cannot decode image file '{identity}': {reason}. Expected a readable image "
-            "(PNG, JPEG, BMP, TIFF, ...)."
-        ) from error
-    return load_rgb(image)
-
-
 def _describe_error(error: BaseException) -> str:
-    return f"{type(error).__name__}: {str(error) or type(error).__name__}"
+    message = " ".join(path_text(str(error)).split()) or type(error).__name__
+    return f"{type(error).__name__}: {message}"
 
 
-def read_batches(table: pa.Table) -> pa.Table:
-    """Ray task: read, hash and decode the images of each batch row (errors are kept as
-    per-image messages, finished images are dropped)."""
+def read_batches(table: pa.Table, max_side: int = MAX_SIDE) -> pa.Table:
+    """Ray task: read, hash and decode the images of each batch row as the local engine
+    does (large files shrunk at decode time to about ``max_side``); errors are kept as
+    per-image messages, finished images are dropped."""
     out: dict[str, list[Any]] = {name: [] for name in READ_SCHEMA.names}
     for batch in table.to_pylist():
         lists: dict[str, list[Any]] = {k: [] for k in ("inputs", "hashes", "errors")}
-        lists.update(heights=[], widths=[], pixels=[])
-        for identity, done in zip(batch["inputs"], batch["done"], strict=True):
-            digest, error, rgb = None, None, None
+        lists.update(heights=[], widths=[], decoded=[], pixels=[])
+        entries = zip(batch["inputs"], batch["sources"], batch["done"], strict=True)
+        for identity, source, done in entries:
+            digest, error, rgb, size = None, None, None, (0, 0)
             try:
-                data = sources.read_bytes(identity)
+                data = sources.read_bytes(source)
                 digest = sources.content_hash(data)
                 if done and digest == done:
                     continue  # resumed: OUT holds this content with this detector
                 if batch["detector"] is not None:
-                    rgb = decode_image(data, identity)
+                    rgb, size = load_rgb_bytes_sized(data, identity, max_side)
             except Exception as caught:  # any unreadable file is reported, never fatal
                 error = _describe_error(caught)
             lists["inputs"].append(identity)
             lists["hashes"].append(digest)
             lists["errors"].append(error)
-            lists["heights"].append(0 if rgb is None else rgb.shape[0])
-            lists["widths"].append(0 if rgb is None else rgb.shape[1])
+            lists["heights"].append(size[0])
+            lists["widths"].append(size[1])
+            lists["decoded"].append([0, 0] if rgb is None else list(rgb.shape[:2]))
             lists["pixels"].append(b"" if rgb is None else rgb.tobytes())
         out["batch"].append(batch["batch"])
         out["detector"].append(batch["detector"])
@@ -255,16 +239,17 @@ class BatchPredictor:
             if error is not None:
                 rows[index] = self._error(base, identity, batch["hashes"][index], error)
                 continue
-            shape = (batch["heights"][index], batch["widths"][index], 3)
+            shape = (*batch["decoded"][index], 3)
             pixels = np.frombuffer(batch["pixels"][index], np.uint8).reshape(shape).copy()
             images.append((index, pixels))
         results, failures = self._predict(images)
         for index, message in failures.items():
             rows[index] = self._error(base, inputs[index], batch["hashes"][index], message)
-        for index, rgb, score, raw in results:
+        for index, _rgb, score, raw in results:
             identity = inputs[index]
+            size = (batch["heights"][index], batch["widths"][index])
             try:
-                rows[index] = self._row(base, identity, batch["hashes"][index], rgb, score, raw)
+                rows[index] = self._row(base, identity, batch["hashes"][index], size, score, raw)
             except Exception as error:  # non-finite score or map, PNG encoding
                 rows[index] = self._error(base, identity, batch["hashes"][index], error)
         stamp = now()
@@ -307,16 +292,18 @@ class BatchPredictor:
         base: dict[str, Any],
         identity: str,
         digest: str | None,
-        rgb: np.ndarray,
+        size: tuple[int, int],
         score: Any,
         raw: np.ndarray,
     ) -> dict[str, Any]:
+        """The row of a predicted image of displayed ``size`` (the local engine's map
+        size and encoding)."""
         detector = self.detector
         calibration = detector.calibration
         score = float(score)
         if not np.isfinite(score):
             raise DataError(f"the detector gave a non-finite score ({score}) for this image")
-        height, width = rgb.shape[:2]
+        height, width = size
         amap = np.asarray(resize_map(raw, fit_size(height, width, self.max_side)), np.float32)
         if not np.all(np.isfinite(amap)):
             raise DataError("the detector's anomaly map for this image holds nan or inf values")
@@ -471,7 +458,7 @@ def _inspect_detectors(
 
 
 def plan_batches(
-    identities: Sequence[str],
+    inputs: Sequence[sources.Input],
     assigned: Sequence[str | None],
     infos: dict[str, DetectorInfo],
     finished: dict[tuple[str, str], str],
@@ -479,11 +466,11 @@ def plan_batches(
 ) -> pa.Table:
     """The batch table the job starts from: runs of ``batch_size`` inputs of one detector,
     detectors in order of first use, inputs in listed order (the local engine's batches)."""
-    groups: dict[str | None, list[str]] = {}
-    for identity, bundle in zip(identities, assigned, strict=True):
-        groups.setdefault(bundle, []).append(identity)
+    groups: dict[str | None, list[sources.Input]] = {}
+    for entry, bundle in zip(inputs, assigned, strict=True):
+        groups.setdefault(bundle, []).append(entry)
     rows: dict[str, list[Any]] = {k: [] for k in ("batch", "detector", "fingerprint")}
-    rows.update(inputs=[], done=[])
+    rows.update(inputs=[], sources=[], done=[])
     for bundle, members in groups.items():
         fingerprint = None if bundle is None else infos[bundle].fingerprint
         for start in range(0, len(members), batch_size):
@@ -491,14 +478,16 @@ def plan_batches(
             rows["batch"].append(len(rows["batch"]))
             rows["detector"].append(bundle)
             rows["fingerprint"].append(fingerprint)
-            rows["inputs"].append(chunk)
-            rows["done"].append([finished.get((i, fingerprint or ""), "") for i in chunk])
+            rows["inputs"].append([e.identity for e in chunk])
+            rows["sources"].append([e.source for e in chunk])
+            rows["done"].append([finished.get((e.identity, fingerprint or ""), "") for e in chunk])
     schema = pa.schema(
         [
             ("batch", pa.int64()),
             ("detector", pa.string()),
             ("fingerprint", pa.string()),
             ("inputs", pa.list_(pa.string())),
+            ("sources", pa.list_(pa.binary())),
             ("done", pa.list_(pa.string())),
         ]
     )
@@ -611,7 +600,8 @@ def predict_dataset(
         inputs = [inputs]
     started = time.perf_counter()
     output = _Output(out)
-    identities = sources.list_inputs(inputs, exclude=output.identity if output.local else None)
+    listed = sources.list_inputs(inputs, exclude=output.identity if output.local else None)
+    identities = [entry.identity for entry in listed]
     rules = [] if detector_map is None else sources.read_detector_map(detector_map)
     default = None if detector_path is None else sources.normalize(detector_path)
     assigned = sources.assign_detectors(identities, rules, default)
@@ -626,7 +616,7 @@ def predict_dataset(
     bundles = list(dict.fromkeys(b for b in assigned if b is not None))
     infos = _inspect_detectors(bundles, threshold, cache)
     finished = output.finished() if resume else {}
-    plan = plan_batches(identities, assigned, infos, finished, batch_size)
+    plan = plan_batches(listed, assigned, infos, finished, batch_size)
     run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
     manifest = manifest or {"format": "anomalign predictions (Parquet part files)", "runs": []}
     manifest.update(
@@ -735,7 +725,9 @@ def _run(
     # CPU tasks. With CPU predictor actors asking for the same resources, Ray fuses this
     # stage into the actors (no hop through the object store); GPU actors get the decoded
     # batches from separate CPU tasks.
-    dataset = dataset.map_batches(read_batches, batch_size=1, batch_format="pyarrow")
+    dataset = dataset.map_batches(
+        read_batches, batch_size=1, batch_format="pyarrow", fn_kwargs={"max_side": max_side}
+    )
     dataset = dataset.map_batches(
         BatchPredictor,
         fn_constructor_kwargs={

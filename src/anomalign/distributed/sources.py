@@ -28,9 +28,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path, PurePosixPath
+from typing import NamedTuple
 
-from anomalign.data.images import IMAGE_SUFFIXES
-from anomalign.data.inputs import expand_inputs
+from anomalign.data.images import IMAGE_SUFFIXES, path_text
+from anomalign.data.inputs import expand_inputs, safe_resolve
 from anomalign.errors import ConfigError, DataError
 
 
@@ -41,8 +42,20 @@ def is_uri(text: str) -> bool:
 
 
 def local_identity(path: str | Path) -> str:
-    """The identity of a local file: its resolved absolute path."""
-    return str(Path(path).expanduser().resolve())
+    """The identity of a local file, as the local engine names it: its resolved absolute
+    path as printable text (a broken link is named as itself, not by its missing target)."""
+    path = Path(path).expanduser()
+    if path.is_symlink() and not path.exists():
+        return path_text(os.path.abspath(path))
+    return path_text(safe_resolve(path))
+
+
+class Input(NamedTuple):
+    """One image of a job: how rows name it, and the bytes that locate it (the listed
+    local path as the OS encodes it, so any file name can be read; a URI as UTF-8)."""
+
+    identity: str
+    source: bytes
 
 
 def normalize(item: str | Path) -> str:
@@ -96,47 +109,50 @@ def _list_uri(uri: str) -> list[str]:
     return sorted(found)
 
 
-def list_inputs(items: Sequence[str | Path], exclude: str | None = None) -> list[str]:
-    """The identities of every image in ``items`` (files, folders, URIs), in order,
-    without duplicates and without anything below ``exclude`` (the output folder)."""
-    identities: list[str] = []
+def list_inputs(items: Sequence[str | Path], exclude: str | None = None) -> list[Input]:
+    """Every image in ``items`` (files, folders, URIs), in order, without duplicates and
+    without anything below ``exclude`` (the output folder's identity)."""
+    found: list[Input] = []
     local: list[str] = []
 
     def flush() -> None:
         if local:
-            identities.extend(local_identity(p) for p in expand_inputs(local))
+            found.extend(Input(local_identity(p), os.fsencode(p)) for p in expand_inputs(local))
             local.clear()
 
     for item in items:
-        text = normalize(item)
+        text = str(item)[len("file://") :] if str(item).startswith("file://") else str(item)
         if is_uri(text):
             flush()
-            identities.extend(_list_uri(text))
+            found.extend(Input(uri, uri.encode("utf-8")) for uri in _list_uri(text))
         else:
             local.append(text)
     flush()
     seen: set[str] = set()
     unique = []
-    for identity in identities:
+    for entry in found:
+        identity = entry.identity
         if identity in seen:
             continue
         seen.add(identity)
         if exclude is not None and (identity == exclude or identity.startswith(exclude + "/")):
             continue
-        unique.append(identity)
+        unique.append(entry)
     if not unique:
         raise DataError(f"The inputs hold no images outside the output folder '{exclude}'.")
     return unique
 
 
-def read_bytes(identity: str) -> bytes:
-    """The bytes of one input (a local path or a URI)."""
-    if not is_uri(identity):
-        path = Path(identity)
+def read_bytes(source: bytes | str) -> bytes:
+    """The bytes of one input: an :attr:`Input.source`, or a local path or URI as text."""
+    text = os.fsdecode(source) if isinstance(source, bytes) else source
+    if not is_uri(text):
+        path = Path(text)
         if not path.is_file():
-            raise DataError(f"Image file '{identity}' does not exist or is not a file.")
+            kind = "a broken symbolic link" if path.is_symlink() else "not a readable file"
+            raise DataError(f"Image file '{path_text(path)}' is {kind}.")
         return path.read_bytes()
-    filesystem, path, *_ = split_uri(identity)
+    filesystem, path, *_ = split_uri(text)
     with filesystem.open_input_file(path) as stream:
         return stream.read()
 
