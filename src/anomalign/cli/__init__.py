@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "benchmark",
     "fit",
     "predict",
+    "serve",
     "demo",
 )
 

@@ -155,4 +155,9 @@ def fit_for_inspection(
         "total_seconds": round(time.perf_counter() - started, 3),
         "notes": notes,
     }
+    if normal_scores is not None and (val_normal_items or not learns):
+        # unbiased normal scores (not those of images in the method's memory): the FPR of
+        # any other threshold can be read from them (the service's page does)
+        detector.fit_record["normal_scores"] = [float(v) for v in np.asarray(normal_scores)]
+        detector.fit_record["normal_scores_source"] = f"{source} ({len(calibration_items)})"
     return detector
