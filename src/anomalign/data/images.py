@@ -8,10 +8,11 @@ Every failure raises :class:`ImageReadError` naming the file and what was expect
 
 from __future__ import annotations
 
+import io
 import os
 from contextlib import suppress
 from pathlib import Path
-from typing import TypeAlias
+from typing import BinaryIO, TypeAlias
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -82,8 +83,15 @@ def _decode(path: Path, max_side: int | None = None) -> tuple[Image.Image, tuple
         raise ImageReadError(f"Image file '{name}' does not exist or is not a file.")
     if path.stat().st_size == 0:
         raise ImageReadError(f"Image file '{name}' is empty (0 bytes).")
+    return _decode_file(path, name, max_side)
+
+
+def _decode_file(
+    source: Path | BinaryIO, name: str, max_side: int | None
+) -> tuple[Image.Image, tuple[int, int]]:
+    """:func:`_decode` of an opened or named file; ``name`` names it in errors."""
     try:
-        with Image.open(path) as handle:
+        with Image.open(source) as handle:
             width, height = handle.size
             if handle.getexif().get(_ORIENTATION, 1) in (5, 6, 7, 8):  # shown rotated 90°
                 width, height = height, width
@@ -104,8 +112,9 @@ def _decode(path: Path, max_side: int | None = None) -> tuple[Image.Image, tuple
             f"{Image.MAX_IMAGE_PIXELS} pixels; raise PIL.Image.MAX_IMAGE_PIXELS if you trust it."
         ) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        reason = str(error).replace(repr(source), f"'{name}'")  # PIL names a stream by repr
         raise ImageReadError(
-            f"Cannot decode image file '{name}': {error}. Expected a readable image "
+            f"Cannot decode image file '{name}': {reason}. Expected a readable image "
             "(PNG, JPEG, BMP, TIFF, ...)."
         ) from error
 
@@ -189,6 +198,17 @@ def load_rgb_sized(path: str | Path, max_side: int) -> tuple[np.ndarray, tuple[i
     file's full displayed ``(height, width)``."""
     image, size = _decode(Path(path), max_side)
     return _pil_to_rgb(image, path), size
+
+
+def load_rgb_bytes_sized(
+    data: bytes, name: str, max_side: int
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """:func:`load_rgb_sized` of a file's bytes read elsewhere (object storage, a Ray
+    task); ``name`` names the file in errors. The same pixels as from the file itself."""
+    if not data:
+        raise ImageReadError(f"Image file '{name}' is empty (0 bytes).")
+    image, size = _decode_file(io.BytesIO(data), name, max_side)
+    return _pil_to_rgb(image, name), size
 
 
 def load_mask(source: ImageInput) -> np.ndarray:
