@@ -20,8 +20,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "detector",
-        help="detector bundle (.anomalign) or exported model (.onnx); with --detector-map, the bundle for inputs no "
-        "row matches ('-': none, they become error rows)",
+        help="detector bundle (.anomalign) or exported model (.onnx); with --detector-map, "
+        "the bundle for inputs no row matches ('-': none, they become error rows)",
     )
     parser.add_argument(
         "inputs",
