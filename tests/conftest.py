@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 import warnings
 
 import pytest
@@ -10,6 +13,29 @@ from anomalign.backbones import Backbone, UntrainedBackboneWarning, load_backbon
 
 TINY_SPEC = "anomalign-tiny:random"
 PAPER_ARCH_RANDOM = "ViT-B-16-plus-240:random"
+_CACHE_ENV = "ANOMALIGN_CACHE_DIR"
+_saved_cache_env: str | None = None
+_session_cache_dir: str | None = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Point the package cache (prompt embeddings) at a temporary folder, never the user's.
+
+    Set before any test runs, so subprocesses (CLI tests) inherit it too.
+    """
+    global _saved_cache_env, _session_cache_dir
+    _saved_cache_env = os.environ.get(_CACHE_ENV)
+    _session_cache_dir = tempfile.mkdtemp(prefix="anomalign-test-cache-")
+    os.environ[_CACHE_ENV] = _session_cache_dir
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _session_cache_dir is not None:
+        shutil.rmtree(_session_cache_dir, ignore_errors=True)
+    if _saved_cache_env is None:
+        os.environ.pop(_CACHE_ENV, None)
+    else:
+        os.environ[_CACHE_ENV] = _saved_cache_env
 
 
 def _load_random(spec: str) -> Backbone:

@@ -18,7 +18,7 @@ def test_round_trip_is_exact(tmp_path: Path) -> None:
         backbone="anomalign-tiny:random",
         config={"preset": "default", "smoothing": "mean3"},
         tensors={"text_pair": torch.randn(32, 2), "memory.3": torch.randn(10, 64)},
-        extra={"category": "bottle", "threshold": 0.42},
+        extra={"category": "bottle", "threshold": {"value": 0.42, "mode": "manual"}},
     )
     path = save_bundle(bundle, tmp_path / "sub" / "det.anomalign")
     loaded = load_bundle(path)

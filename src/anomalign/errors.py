@@ -19,3 +19,7 @@ class DataError(AnomalignError, ValueError):
 
 class WeightsUnavailableError(AnomalignError, RuntimeError):
     """Pretrained weights were asked for but cannot be found locally or downloaded."""
+
+
+class NonFiniteResultError(AnomalignError, ValueError):
+    """A detector produced a NaN or infinite score or map value: no verdict is possible."""

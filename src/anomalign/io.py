@@ -11,10 +11,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from numbers import Integral, Real
 from pathlib import Path
 from typing import IO, Any
 
@@ -42,11 +44,29 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             os.unlink(tmp)
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it where the platform allows (setting
+    and restoring it is racy in a threaded program)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    """Permissions of a new regular file under the current umask (``0o666 & ~umask``)."""
+    return 0o666 & ~current_umask()
+
+
 def _apply_umask(tmp: str) -> None:
     # mkstemp creates files 0600; give the result the permissions of an ordinary file.
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(tmp, 0o666 & ~mask)
+    os.chmod(tmp, file_mode())
 
 
 def _atomic(path: str | Path, mode: str, write: Callable[[IO[Any]], None]) -> Path:
@@ -73,6 +93,21 @@ def write_text(path: str | Path, text: str) -> Path:
 def dumps_json(data: Any, indent: int | None = 2) -> str:
     """Strict JSON text of ``data`` (a non-finite float raises ``ValueError``)."""
     return json.dumps(data, indent=indent, allow_nan=False, default=str)
+
+
+def json_safe(data: Any) -> Any:
+    """``data`` with every non-finite float (NaN, infinity; also numpy scalars) replaced
+    by None, for reports where "undefined" is a legitimate value; the JSON stays strict."""
+    if isinstance(data, Mapping):
+        return {key: json_safe(value) for key, value in data.items()}
+    if isinstance(data, list | tuple):
+        return [json_safe(value) for value in data]
+    if isinstance(data, Integral) and not isinstance(data, bool):
+        return int(data)
+    if isinstance(data, Real):
+        number = float(data)
+        return number if math.isfinite(number) else None
+    return data
 
 
 def write_json(path: str | Path, data: Any) -> Path:

@@ -19,7 +19,7 @@ from anomalign.backbones import (
     load_backbone,
     parse_backbone_spec,
 )
-from anomalign.errors import ConfigError, WeightsUnavailableError
+from anomalign.errors import ConfigError, DataError, WeightsUnavailableError
 
 
 @pytest.mark.parametrize(
@@ -78,6 +78,54 @@ def test_checkpoint_file_round_trip(tiny_backbone: Backbone, tmp_path: Path) -> 
     )
 
 
+class _Payload:
+    """Stands in for a pickled object a hostile checkpoint could carry."""
+
+    def __reduce__(self):
+        return (print, ("this must never run",))
+
+
+def _refusal(path: Path) -> str:
+    with pytest.raises(DataError) as caught:
+        load_backbone(f"anomalign-tiny:{path}")
+    message = str(caught.value)
+    assert str(path) in message, message
+    assert "weights_only" not in message and "\n" not in message, message
+    assert "Expected a .safetensors file" in message, message
+    return message
+
+
+def test_pickled_checkpoint_is_refused_naming_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    evil = tmp_path / "evil.bin"
+    torch.save({"visual.proj": torch.zeros(2), "payload": _Payload()}, evil)
+    assert "pickled Python objects" in _refusal(evil)
+    assert "must never run" not in capsys.readouterr().out
+
+
+def test_state_dict_with_wrong_keys_is_refused(tiny_backbone: Backbone, tmp_path: Path) -> None:
+    wrong = tmp_path / "wrong.safetensors"
+    save_file({"not.a.parameter": torch.zeros(3)}, str(wrong))
+    assert "do not match the architecture" in _refusal(wrong)
+    state = {k: v.contiguous() for k, v in tiny_backbone.model.state_dict().items()}
+    state["visual.proj"] = torch.zeros(3, 3)
+    resized = tmp_path / "resized.safetensors"
+    save_file(state, str(resized))
+    assert "wrong size" in _refusal(resized)
+
+
+def test_corrupt_safetensors_is_refused(tiny_backbone: Backbone, tmp_path: Path) -> None:
+    corrupt = tmp_path / "corrupt.safetensors"
+    corrupt.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not a header}" + bytes(64))
+    assert "not a valid safetensors file" in _refusal(corrupt)
+    truncated = tmp_path / "truncated.safetensors"
+    state = {k: v.contiguous() for k, v in tiny_backbone.model.state_dict().items()}
+    save_file(state, str(truncated))
+    truncated.write_bytes(truncated.read_bytes()[:-1000])
+    _refusal(truncated)
+
+
 def test_missing_checkpoint_file_names_it(tmp_path: Path) -> None:
     missing = tmp_path / "nope.safetensors"
     with pytest.raises(WeightsUnavailableError, match="nope.safetensors"):
@@ -131,3 +179,15 @@ def test_cli_reports_offline_failure_without_traceback(tmp_path: Path) -> None:
     assert result.returncode == 3, result.stderr
     assert "WeightsUnavailableError" in result.stdout
     assert time.perf_counter() - started < 30.0
+
+
+def test_timm_checkpoint_refusals_name_the_file(tmp_path: Path) -> None:
+    evil = tmp_path / "evil.pth"
+    torch.save({"payload": _Payload()}, evil)
+    wrong = tmp_path / "wrong.safetensors"
+    save_file({"not.a.parameter": torch.zeros(3)}, str(wrong))
+    for path, needle in ((evil, "pickled Python objects"), (wrong, "do not match")):
+        with pytest.raises(DataError) as caught:
+            load_backbone(f"timm:resnet18:{path}")
+        message = str(caught.value)
+        assert str(path) in message and needle in message and "weights_only" not in message

@@ -63,3 +63,20 @@ def test_load_pair_resizes_together(mvtec_root: Path) -> None:
     back = resize_map(pair.mask.astype(np.float32), pair.original_size)
     assert back.shape == (8, 8)
     assert resize_map(torch.ones(2, 16, 16), (4, 6)).shape == (2, 4, 6)
+
+
+@pytest.mark.parametrize(
+    ("shape", "size"),
+    [((2, 15, 20), (240, 240)), ((3, 240, 240), (1024, 700)), ((64, 64), (33, 47)),
+     ((1, 7, 5), (100, 3)), ((2, 1, 9), (4, 4))],
+)  # fmt: skip
+def test_numpy_map_resize_matches_torch_bilinear(shape, size) -> None:
+    """resize_map's numpy path (no torch import) agrees with F.interpolate to float32 ulps."""
+    import torch.nn.functional as F
+
+    maps = np.random.default_rng(1).random(shape, dtype=np.float32)
+    flat = torch.from_numpy(maps).reshape(-1, 1, *shape[-2:])
+    expected = F.interpolate(flat, size=size, mode="bilinear", align_corners=False)
+    got = resize_map(maps, size)
+    assert got.dtype == np.float32 and got.shape == (*shape[:-2], *size)
+    np.testing.assert_allclose(got, expected.reshape(got.shape).numpy(), atol=3e-7, rtol=0)

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from anomalign.backbones import Backbone, as_backbone
-from anomalign.bundles import DetectorBundle
+from anomalign.bundles import DetectorBundle, TensorSpec
 from anomalign.data.images import load_rgb
 from anomalign.data.transforms import resize_map, resize_rgb
 from anomalign.evaluation import SyntheticOptions
@@ -63,6 +63,10 @@ class MeanDifference(Detector):
             self.get_params(),
             {"reference": torch.from_numpy(self.reference)},
         )
+
+    @classmethod
+    def _bundle_tensors(cls, bundle: DetectorBundle) -> dict[str, TensorSpec]:
+        return {"reference": TensorSpec((32, 32))}
 
     @classmethod
     def _restore(cls, bundle: DetectorBundle, backbone: Any, device: str) -> MeanDifference:

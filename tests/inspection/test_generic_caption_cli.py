@@ -10,13 +10,20 @@ import pytest
 
 from anomalign.bundles import load_bundle
 from anomalign.cli import main
+from anomalign.methods.finegrainedad import detector as fgad_detector
 
 pytestmark = pytest.mark.filterwarnings("ignore::anomalign.backbones.UntrainedBackboneWarning")
 
 
 def test_fit_and_predict_a_part_without_a_caption(
-    train_dir: Path, test_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    train_dir: Path,
+    test_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # the warning is given once per category and process: start from a fresh record
+    monkeypatch.setattr(fgad_detector, "_WARNED_GENERIC", set())
     out = tmp_path / "x.anomalign"
     argv = ["fit", "--method", "finegrainedad", "--backbone", "anomalign-tiny:random",
             "--normal", str(train_dir), "--category", "my_part", "--out", str(out),

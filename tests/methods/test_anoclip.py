@@ -256,3 +256,27 @@ def test_tta_loss_official_order_is_the_official_loss_func() -> None:
     torch.testing.assert_close(official, tta_loss(clean, noisy, 0.5), atol=1e-6, rtol=1e-6)
     assert AnoCLIPConfig.from_preset("official").tta_loss_order == "official"
     assert AnoCLIPConfig.from_preset("default").tta_loss_order == "fused"
+
+
+def test_second_fit_reads_the_prompt_cache_without_encoding(
+    tiny_backbone: Backbone, tmp_path, monkeypatch
+) -> None:
+    from anomalign.backbones import TextEncoder
+    from anomalign.backbones.prompt_cache import ENV_DIR
+
+    monkeypatch.setenv(ENV_DIR, str(tmp_path))
+    text = tiny_backbone.text
+    text._cache.clear()
+    first = AnoCLIP(tiny_backbone, preset="default").fit(category="bottle")
+    assert len(list((tmp_path / "prompts").glob("*.safetensors"))) == 2  # normal, abnormal
+    text._cache.clear()  # as in a new process
+
+    def fail(self, token_ids):
+        raise AssertionError("prompts were encoded again")
+
+    monkeypatch.setattr(TextEncoder, "_encode_uncached", fail)
+    second = AnoCLIP(tiny_backbone, preset="default").fit(category="bottle")
+    for name in ("text_pair", "prompt_basis"):
+        assert torch.equal(
+            getattr(first.model_for("bottle"), name), getattr(second.model_for("bottle"), name)
+        )

@@ -209,6 +209,54 @@ def test_training_loss_decreases(fitted: FineGrainedAD) -> None:
     assert all(np.isfinite(seg + cls))
 
 
+#: Per-epoch losses of the code before the speed work (issue 19) for this tiny setup:
+#: 2 shots of ``_texture``, memory blocks (1, 2), 6 segmentation and 5 classification epochs.
+#: (The ``official`` preset's computation changed afterwards on purpose (issue 14), so only
+#: ``default`` is compared with the recording; both presets compare fast vs reference.)
+RECORDED_LOSSES = {
+    "default": (
+        [18.182547, 17.027168, 15.754182, 14.883928, 14.634608, 14.46689],
+        [20.649815, 19.729708, 18.726505, 17.848564, 17.028904],
+    ),
+}
+
+
+@pytest.mark.parametrize("preset", ["default", "official"])
+def test_fast_training_keeps_the_reference_losses(tiny_backbone: Backbone, preset: str) -> None:
+    options = dict(memory_blocks=(1, 2), seg_epochs=6, cls_epochs=5)
+    images = [_texture(seed) for seed in range(2)]
+    fits = {
+        fast: FineGrainedAD(tiny_backbone, preset=preset, **options).fit(
+            images, category="bottle", fast=fast
+        )
+        for fast in (True, False)
+    }
+    assert fits[True].fit_info["seg_losses"]  # the official preset trains no cls model
+    for part in ("seg_losses", "cls_losses"):
+        fast, reference = (np.array(fits[f].fit_info[part]) for f in (True, False))
+        assert fast.shape == reference.shape
+        assert fast.size == 0 or float(np.abs(fast - reference).max()) <= 1e-6, part
+    for name in ("seg_pairs", "cls_pairs"):
+        got, expected = (getattr(fits[f].model, name) for f in (True, False))
+        assert float((got - expected).abs().max()) <= 1e-6, name
+    if preset not in RECORDED_LOSSES:
+        return
+    seg, cls = RECORDED_LOSSES[preset]  # the code before the change (other CPUs round apart)
+    np.testing.assert_allclose(fits[True].fit_info["seg_losses"], seg, rtol=1e-5, atol=0)
+    np.testing.assert_allclose(fits[True].fit_info["cls_losses"], cls, rtol=1e-5, atol=0)
+
+
+def test_weighted_anchors_equal_the_per_step_products() -> None:
+    from anomalign.methods.finegrainedad.losses import weighted_anchors
+
+    gen = torch.Generator().manual_seed(3)
+    anchor = torch.randn(2, 9, 4, generator=gen)
+    weights = 1 + torch.rand(3, 2, 9, generator=gen)
+    got = weighted_anchors(anchor, weights, 3)
+    assert all(torch.equal(got[i], anchor * weights[i][..., None]) for i in range(3))
+    assert all(a is anchor for a in weighted_anchors(anchor, None, 3))
+
+
 # -- region aggregation --------------------------------------------------------------------
 
 

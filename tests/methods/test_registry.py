@@ -15,7 +15,7 @@ import torch
 
 import anomalign
 from anomalign.backbones import Backbone, UntrainedBackboneWarning, as_backbone
-from anomalign.bundles import DetectorBundle
+from anomalign.bundles import DetectorBundle, TensorSpec
 from anomalign.cli import main
 from anomalign.data import generate_synthetic_dataset
 from anomalign.data.images import load_rgb
@@ -82,6 +82,10 @@ class PatchDistance(Detector):
         return DetectorBundle(
             self.name, str(self.backbone.spec), self.config.to_dict(), {"bank": self.bank}
         )
+
+    @classmethod
+    def _bundle_tensors(cls, bundle: DetectorBundle) -> dict[str, TensorSpec]:
+        return {"bank": TensorSpec(("M", "W"))}  # normal tokens, one row each
 
     @classmethod
     def _restore(cls, bundle: DetectorBundle, backbone: Any, device: str) -> PatchDistance:

@@ -23,7 +23,12 @@ from anomalign.prompts.captions.builder import (
 
 
 def settings(stub: StubServer, **overrides: Any) -> LLMSettings:
-    values: dict[str, Any] = {"base_url": stub.base_url, "model": "stub-model", "timeout": 5.0}
+    values: dict[str, Any] = {
+        "base_url": stub.base_url,
+        "model": "stub-model",
+        "timeout": 5.0,
+        "retry_backoff": 0.01,
+    }
     values.update(overrides)
     return LLMSettings(**values)
 
@@ -113,12 +118,104 @@ def test_soft_warnings_are_retried_then_accepted(stub, image, tmp_path, caption_
 )
 def test_http_errors_are_clear_and_write_nothing(stub, image, tmp_path, status, needle):
     message = "server exploded" if status == 500 else "bad key"
-    stub.replies.append((status, {"error": {"message": message, "type": "x"}}))
+    stub.replies += [(status, {"error": {"message": message, "type": "x"}})] * 3
     out = tmp_path / "widget.json"
     with pytest.raises(CaptionBuildError, match=needle):
-        build_caption_file(image, "widget", out, settings(stub))
-    assert len(stub.requests) == 1  # no retry on HTTP errors
+        build_caption_file(image, "widget", out, settings(stub, transport_retries=2))
+    assert len(stub.requests) == (3 if status == 500 else 1)  # only 5xx is retried
     assert list(tmp_path.iterdir()) == [image]
+
+
+def test_5xx_and_connection_errors_are_retried_with_backoff(stub, image, tmp_path, caption_data):
+    stub.replies += [(503, {"error": "busy"}), (502, {"error": "gateway"})]
+    stub.replies.append(completion(good_reply(caption_data)))
+    out = tmp_path / "widget.json"
+    started = time.monotonic()
+    result = build_caption_file(image, "widget", out, settings(stub, retry_backoff=0.1))
+    assert result.caption.category == "widget" and len(stub.requests) == 3
+    assert time.monotonic() - started >= 0.1 + 0.2  # waited 0.1 s, then 0.2 s
+    closed = StubServer()
+    port = closed.server.server_address[1]
+    closed.server.server_close()
+    dead = LLMSettings(
+        base_url=f"http://127.0.0.1:{port}/v1",
+        model="m",
+        timeout=1.0,
+        transport_retries=2,
+        retry_backoff=0.05,
+    )
+    started = time.monotonic()
+    with pytest.raises(CaptionBuildError, match="Cannot reach the LLM server"):
+        build_caption_file(image, "widget", tmp_path / "c.json", dead)
+    assert time.monotonic() - started >= 0.05 + 0.1
+
+
+def _trickle_server(body_bytes: int, delay: float, declared: bool = True):
+    """A server answering 200 with ``body_bytes`` bytes, one byte every ``delay`` s."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            if declared:  # else no length: the body runs until the connection closes
+                self.send_header("Content-Length", str(body_bytes))
+            self.end_headers()
+            try:
+                if delay:
+                    for _ in range(body_bytes):
+                        self.wfile.write(b" ")
+                        self.wfile.flush()
+                        time.sleep(delay)
+                else:
+                    chunk = b" " * 65536
+                    for _ in range(body_bytes // len(chunk)):
+                        self.wfile.write(chunk)
+            except OSError:
+                pass
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+    ).start()
+    return server
+
+
+def test_trickling_server_hits_the_whole_request_deadline(stub, image, tmp_path):
+    server = _trickle_server(10_000, 0.05)
+    try:
+        slow = LLMSettings(
+            base_url=f"http://127.0.0.1:{server.server_address[1]}/v1", model="m", timeout=0.5
+        )
+        started = time.monotonic()
+        with pytest.raises(CaptionBuildError, match=r"did not answer within 0.5 s"):
+            build_caption_file(image, "widget", tmp_path / "w.json", slow)
+        assert time.monotonic() - started < 0.5 + 1.5  # not 10000 * 0.05 s
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize("declared", [True, False])
+def test_huge_response_body_is_refused(stub, image, tmp_path, declared):
+    from anomalign.prompts.captions.builder import MAX_RESPONSE_BYTES
+
+    server = _trickle_server(MAX_RESPONSE_BYTES + 2 * 65536, 0.0, declared=declared)
+    try:
+        big = LLMSettings(
+            base_url=f"http://127.0.0.1:{server.server_address[1]}/v1", model="m", timeout=10
+        )
+        with pytest.raises(CaptionBuildError, match=r"more than|announced"):
+            build_caption_file(image, "widget", tmp_path / "w.json", big)
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_json_mode_is_dropped_when_the_server_rejects_it(stub, image, tmp_path, caption_data):
@@ -186,7 +283,7 @@ def test_settings_resolve_from_options_and_environment():
     env["ANOMALIGN_LLM_BASE_URL"] = "http://mine/v1/"
     assert LLMSettings.resolve(environ=env).endpoint == "http://mine/v1/chat/completions"
     assert LLMSettings.resolve(base_url="http://x/v1", environ=env).base_url == "http://x/v1"
-    assert "k" not in repr(resolved)
+    assert "'k'" not in repr(resolved)  # the API key is never shown
     with pytest.raises(ConfigError, match=r"base URL.*and a model name"):
         LLMSettings.resolve(environ={})
     with pytest.raises(ConfigError, match="retries"):

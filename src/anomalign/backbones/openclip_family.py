@@ -39,6 +39,7 @@ from anomalign.backbones.weights import (
     how_to_provide,
     offline,
     pretrained_cfg,
+    refused_checkpoint,
     resolve_tag_weights,
 )
 from anomalign.errors import ConfigError, WeightsUnavailableError
@@ -148,7 +149,7 @@ class OpenCLIPBackbone(Backbone):
     @cached_property
     def text(self) -> TextEncoder:
         """The text encoder (prompt lists and learnable prompt embeddings)."""
-        return TextEncoder(self.model, self.tokenizer)
+        return TextEncoder(self.model, self.tokenizer, name=self.spec.arch)
 
 
 @contextmanager
@@ -234,7 +235,12 @@ def _build_model(spec: BackboneSpec, device: torch.device, cache_dir: str | None
                 f"Backbone '{spec}': '{path.name}' is not a checkpoint; expected one of "
                 f"{', '.join(CHECKPOINT_SUFFIXES)}."
             )
-        return _create(spec.arch, str(path), False, device), str(path)
+        try:
+            return _create(spec.arch, str(path), False, device), str(path)
+        except ConfigError:
+            raise
+        except Exception as error:  # any refusal: one line naming the file
+            raise refused_checkpoint(spec, path, error) from None
     if spec.source is WeightSource.TAG:
         quick_gelu = bool(pretrained_cfg(spec.arch, spec.value).get("quick_gelu", False))
         path = resolve_tag_weights(spec, cache_dir)

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from anomalign.data.images import ImageInput, load_rgb
+from anomalign.data.images import METHOD_DECODE_SIDE, ImageInput, load_rgb
 from anomalign.data.transforms import resize_rgb
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -53,7 +53,13 @@ class ImagePreprocessor:
             raise ValueError("No images given to preprocess.")
         return torch.stack(
             [
-                self.normalize(resize_rgb(load_rgb(i), self.image_size, self.interpolation))
+                self.normalize(
+                    resize_rgb(
+                        load_rgb(i, max_side=METHOD_DECODE_SIDE),
+                        self.image_size,
+                        self.interpolation,
+                    )
+                )
                 for i in batch
             ]
         )

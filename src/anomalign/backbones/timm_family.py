@@ -32,7 +32,7 @@ from anomalign.backbones.base import (
 from anomalign.backbones.packaged import load_packaged_state, packaged_weights
 from anomalign.backbones.preprocess import ImagePreprocessor
 from anomalign.backbones.spec import CHECKPOINT_SUFFIXES, BackboneSpec, WeightSource
-from anomalign.backbones.weights import offline
+from anomalign.backbones.weights import offline, refused_checkpoint
 from anomalign.errors import ConfigError, WeightsUnavailableError
 
 
@@ -107,7 +107,7 @@ def _state_dict(path: Path) -> dict[str, torch.Tensor]:
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
-        raise WeightsUnavailableError(f"'{path}' holds no state dict (got {type(state).__name__}).")
+        raise ValueError(f"it holds no state dict (got {type(state).__name__})")
     return state
 
 
@@ -227,11 +227,8 @@ def load_timm(
             try:
                 state = _state_dict(path)
                 model.load_state_dict(state, strict=True)
-            except (RuntimeError, OSError, ValueError) as error:
-                raise WeightsUnavailableError(
-                    f"Backbone '{parsed}': '{path}' is not a {parsed.arch} state dict "
-                    f"({str(error).splitlines()[0]})."
-                ) from error
+            except Exception as error:  # any refusal: one line naming the file
+                raise refused_checkpoint(parsed, path, error) from None
             weights_path = str(path)
     model = model.to(device=torch.device(device), dtype=PRECISIONS[precision]).eval()
     model.requires_grad_(False)

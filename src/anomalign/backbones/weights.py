@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from anomalign.backbones.spec import BackboneSpec, WeightSource
-from anomalign.errors import WeightsUnavailableError
+from anomalign.errors import DataError, WeightsUnavailableError
 
 HF_SAFE_WEIGHTS = "open_clip_model.safetensors"
 HF_TORCH_WEIGHTS = "open_clip_pytorch_model.bin"
@@ -189,3 +189,48 @@ def resolve_tag_weights(spec: BackboneSpec, cache_dir: str | None = None) -> Pat
             f"Weights for backbone '{spec}' are not cached locally and could not be "
             f"downloaded ({error}).\n" + how_to_provide(spec)
         ) from None
+
+
+#: What a checkpoint file given as ``ARCH:/path`` must hold (said in every refusal).
+ACCEPTED_CHECKPOINTS = (
+    "a .safetensors file, or a .bin/.pt/.pth file holding only tensors (a plain state "
+    "dict, optionally under 'state_dict'), with the parameters of the model"
+)
+
+
+def refusal_reason(error: BaseException) -> str:
+    """Why torch / safetensors / the model refused a checkpoint, in our words (torch's
+    advice to unpickle untrusted files is never repeated)."""
+    import pickle
+
+    text = str(error)
+    if isinstance(error, pickle.UnpicklingError) or "Weights only load failed" in text:
+        return (
+            "it holds pickled Python objects besides tensors, which anomalign never loads "
+            "(unpickling a file can run arbitrary code)"
+        )
+    if "Error(s) in loading state_dict" in text:
+        problems = [
+            label
+            for marker, label in (
+                ("Missing key(s)", "missing keys"),
+                ("Unexpected key(s)", "unexpected keys"),
+                ("size mismatch", "tensors of the wrong size"),
+            )
+            if marker in text
+        ]
+        return "its parameters do not match the architecture (" + ", ".join(problems) + ")"
+    first = next((line for line in text.splitlines() if line.strip()), type(error).__name__)
+    if type(error).__name__ == "SafetensorError" or "safetensors" in text.lower():
+        return f"it is not a valid safetensors file ({first[:160]})"
+    if "weights_only" in first:
+        first = type(error).__name__
+    return f"it could not be read ({first[:160]})"
+
+
+def refused_checkpoint(spec: BackboneSpec, path: Path, error: BaseException) -> DataError:
+    """The one-line error for a checkpoint file that could not be used."""
+    return DataError(
+        f"Backbone '{spec}': checkpoint '{path}' was refused: {refusal_reason(error)}. "
+        f"Expected {ACCEPTED_CHECKPOINTS} '{spec.arch}'."
+    )

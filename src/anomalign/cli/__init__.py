@@ -24,6 +24,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "benchmark",
     "fit",
     "predict",
+    "serve",
+    "export",
     "demo",
 )
 

@@ -82,7 +82,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from anomalign.inspection import check_threshold_inputs, fit_for_inspection
     from anomalign.methods import gather_images, method_spec
+    from anomalign.outdir import check_output_file
 
+    check_output_file(args.out)  # before any work: fitting may take minutes
     spec = method_spec(args.method)
     options = spec.coerce_options(parse_options(args.option, "--option"))
     fit_options: dict[str, Any] = {

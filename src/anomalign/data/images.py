@@ -8,11 +8,14 @@ Every failure raises :class:`ImageReadError` naming the file and what was expect
 
 from __future__ import annotations
 
+import io
+import os
+from contextlib import suppress
 from pathlib import Path
-from typing import TypeAlias
+from typing import BinaryIO, TypeAlias
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from anomalign.errors import DataError
 
@@ -25,13 +28,27 @@ IMAGE_SUFFIXES: frozenset[str] = frozenset(
 )
 
 
+_ORIENTATION = 0x0112  # the EXIF orientation tag
+#: Files whose long side is at least twice this are shrunk by an integer factor while
+#: decoding for a method (the long side stays >= this), so a 10000² photo costs tens of
+#: MB, not gigabytes; smaller files (every benchmark dataset) decode at full size.
+METHOD_DECODE_SIDE = 2048
+
+
 class ImageReadError(DataError):
     """An image could not be read or has an unsupported shape, type or size."""
 
 
+def path_text(path: str | Path) -> str:
+    """``path`` as printable UTF-8 text: bytes that are not UTF-8 (surrogate-escaped by
+    the OS layer) are written as ``\\xNN``, so a name can go into JSON, CSV and file
+    names without raising ``UnicodeEncodeError``."""
+    return os.fsencode(os.fspath(path)).decode("utf-8", errors="backslashreplace")
+
+
 def _describe(source: object) -> str:
     if isinstance(source, str | Path):
-        return f"'{source}'"
+        return f"'{path_text(source)}'"
     if isinstance(source, np.ndarray):
         return f"numpy array of shape {source.shape} and dtype {source.dtype}"
     if isinstance(source, Image.Image):
@@ -39,18 +56,65 @@ def _describe(source: object) -> str:
     return f"object of type {type(source).__name__}"
 
 
-def _open_path(path: Path) -> Image.Image:
+def _reduce_factor(size: tuple[int, int], max_side: int | None) -> int:
+    """The largest integer factor that keeps the long side at least ``max_side``."""
+    if max_side is None or max(size) <= max_side:
+        return 1
+    return max(1, max(size) // max_side)
+
+
+def _open_path(path: Path, max_side: int | None = None) -> Image.Image:
+    """:func:`_decode` without the original size."""
+    return _decode(path, max_side)[0]
+
+
+def _decode(path: Path, max_side: int | None = None) -> tuple[Image.Image, tuple[int, int]]:
+    """Decode ``path`` in its displayed orientation (EXIF applied), with its displayed
+    ``(height, width)`` at full size. With ``max_side``, large images are shrunk while
+    decoding (JPEG draft mode, then an integer reduce) so that the long side stays at
+    least ``max_side`` but memory stays bounded."""
+    name = path_text(path)
     if not path.is_file():
-        raise ImageReadError(f"Image file '{path}' does not exist or is not a file.")
+        if path.is_symlink():
+            raise ImageReadError(
+                f"Image file '{name}' is a broken symbolic link (its target is missing or "
+                "it points at itself)."
+            )
+        raise ImageReadError(f"Image file '{name}' does not exist or is not a file.")
     if path.stat().st_size == 0:
-        raise ImageReadError(f"Image file '{path}' is empty (0 bytes).")
+        raise ImageReadError(f"Image file '{name}' is empty (0 bytes).")
+    return _decode_file(path, name, max_side)
+
+
+def _decode_file(
+    source: Path | BinaryIO, name: str, max_side: int | None
+) -> tuple[Image.Image, tuple[int, int]]:
+    """:func:`_decode` of an opened or named file; ``name`` names it in errors."""
     try:
-        with Image.open(path) as handle:
+        with Image.open(source) as handle:
+            width, height = handle.size
+            if handle.getexif().get(_ORIENTATION, 1) in (5, 6, 7, 8):  # shown rotated 90°
+                width, height = height, width
+            if max_side is not None and handle.format == "JPEG" and max(handle.size) > max_side:
+                scale = max_side / max(handle.size)
+                target = (max(1, round(handle.width * scale)), max(1, round(handle.height * scale)))
+                handle.draft(handle.mode, target)  # decode at 1/2, 1/4 or 1/8 scale
             handle.load()  # force decoding now: truncated files fail here, not later
-            return handle.copy()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+            image = handle.copy()
+        factor = _reduce_factor(image.size, max_side)
+        if factor > 1:
+            with suppress(ValueError):  # modes reduce() lacks (P, 1, I;16) stay full size
+                image = image.reduce(factor)
+        return ImageOps.exif_transpose(image), (height, width)
+    except Image.DecompressionBombError as error:
         raise ImageReadError(
-            f"Cannot decode image file '{path}': {error}. Expected a readable image "
+            f"Image file '{name}' is too large to decode safely ({error}). Expected at most "
+            f"{Image.MAX_IMAGE_PIXELS} pixels; raise PIL.Image.MAX_IMAGE_PIXELS if you trust it."
+        ) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        reason = str(error).replace(repr(source), f"'{name}'")  # PIL names a stream by repr
+        raise ImageReadError(
+            f"Cannot decode image file '{name}': {reason}. Expected a readable image "
             "(PNG, JPEG, BMP, TIFF, ...)."
         ) from error
 
@@ -108,12 +172,20 @@ def _pil_to_rgb(image: Image.Image, source: object) -> np.ndarray:
     return np.asarray(image, dtype=np.uint8).copy()
 
 
-def load_rgb(source: ImageInput) -> np.ndarray:
-    """Decode ``source`` into an ``(H, W, 3)`` uint8 RGB array."""
+def load_rgb(source: ImageInput, max_side: int | None = None) -> np.ndarray:
+    """Decode ``source`` into an ``(H, W, 3)`` uint8 RGB array, upright (EXIF orientation
+    applied to files and PIL images).
+
+    ``max_side``: files larger than this on their long side are shrunk while decoding
+    (by an integer factor, so the long side stays at least ``max_side``); None decodes
+    at full size. Arrays and PIL images are returned at their own size.
+    """
+    if max_side is not None and max_side < 1:
+        raise ValueError(f"max_side must be at least 1, got {max_side}")
     if isinstance(source, str | Path):
-        return _pil_to_rgb(_open_path(Path(source)), source)
+        return _pil_to_rgb(_open_path(Path(source), max_side), source)
     if isinstance(source, Image.Image):
-        return _pil_to_rgb(source, source)
+        return _pil_to_rgb(ImageOps.exif_transpose(source), source)
     if isinstance(source, np.ndarray):
         return _array_to_rgb(source, source)
     raise ImageReadError(
@@ -121,10 +193,28 @@ def load_rgb(source: ImageInput) -> np.ndarray:
     )
 
 
+def load_rgb_sized(path: str | Path, max_side: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """:func:`load_rgb` of a file shrunk at decode time to about ``max_side``, with the
+    file's full displayed ``(height, width)``."""
+    image, size = _decode(Path(path), max_side)
+    return _pil_to_rgb(image, path), size
+
+
+def load_rgb_bytes_sized(
+    data: bytes, name: str, max_side: int
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """:func:`load_rgb_sized` of a file's bytes read elsewhere (object storage, a Ray
+    task); ``name`` names the file in errors. The same pixels as from the file itself."""
+    if not data:
+        raise ImageReadError(f"Image file '{name}' is empty (0 bytes).")
+    image, size = _decode_file(io.BytesIO(data), name, max_side)
+    return _pil_to_rgb(image, name), size
+
+
 def load_mask(source: ImageInput) -> np.ndarray:
     """Decode a ground-truth mask into an ``(H, W)`` bool array (any non-zero pixel is True)."""
     if isinstance(source, str | Path):
-        image = _open_path(Path(source))
+        image = _open_path(Path(source))  # upright, like the image it belongs to
         array = np.asarray(image.convert("L") if image.mode in ("P", "RGB", "RGBA") else image)
     elif isinstance(source, Image.Image):
         array = np.asarray(source)

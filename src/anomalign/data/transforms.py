@@ -73,26 +73,51 @@ def resize_short_side(rgb: np.ndarray, short: int, interpolation: str = "bicubic
     return resize_rgb(rgb, short_side_size(rgb.shape[0], rgb.shape[1], short), interpolation)
 
 
+def _bilinear_taps(src: int, dst: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Source rows, next rows and weights of a half-pixel linear resize ``src -> dst``:
+    ``x = (i + 0.5) * (src / dst) - 0.5`` clamped at 0 (PyTorch's rule; the position is
+    rounded once to float32, as PyTorch's fused multiply-add does)."""
+    scale = np.float64(np.float32(src) / np.float32(dst))
+    position = ((np.arange(dst, dtype=np.float64) + 0.5) * scale - 0.5).astype(np.float32)
+    position = np.maximum(position, np.float32(0.0))
+    low = np.minimum(position.astype(np.int64), src - 1)
+    high = np.minimum(low + 1, src - 1)
+    return low, high, (position - low.astype(np.float32)).astype(np.float32)
+
+
+def _resize_map_numpy(amap: np.ndarray, height: int, width: int) -> np.ndarray:
+    """``F.interpolate(mode="bilinear", align_corners=False)`` in numpy float32 (within
+    2 float32 ulps of PyTorch's CPU kernel), so that resizing maps needs no torch."""
+    rows, next_rows, wr = _bilinear_taps(amap.shape[-2], height)
+    cols, next_cols, wc = _bilinear_taps(amap.shape[-1], width)
+    one = np.float32(1.0)
+    horizontal = amap[..., cols] * (one - wc) + amap[..., next_cols] * wc
+    wr = wr[:, None]
+    return horizontal[..., rows, :] * (one - wr) + horizontal[..., next_rows, :] * wr
+
+
 def resize_map(amap: np.ndarray | torch.Tensor, size: int | tuple[int, int]) -> Any:
     """Bilinear resize of a float anomaly map ``(..., H, W)`` (numpy or torch) to ``size``.
 
     Used to bring maps back to an image's original size, or to the evaluation size.
+    Numpy maps are resized in numpy (torch is not imported), torch tensors with
+    ``F.interpolate``; both follow ``align_corners=False``.
     """
-    import torch
+    height, width = _as_hw(size)
+    if isinstance(amap, np.ndarray):
+        if amap.shape[-2:] == (height, width):
+            return amap
+        return _resize_map_numpy(np.asarray(amap, dtype=np.float32), height, width)
     import torch.nn.functional as F
 
-    height, width = _as_hw(size)
-    is_numpy = isinstance(amap, np.ndarray)
-    tensor = torch.from_numpy(np.asarray(amap, dtype=np.float32)) if is_numpy else amap
-    if tuple(tensor.shape[-2:]) == (height, width):
+    if tuple(amap.shape[-2:]) == (height, width):
         return amap
-    lead = tensor.shape[:-2]
-    flat = tensor.reshape(-1, 1, *tensor.shape[-2:])
+    lead = amap.shape[:-2]
+    flat = amap.reshape(-1, 1, *amap.shape[-2:])
     if not flat.is_floating_point():
         flat = flat.float()
     out = F.interpolate(flat, size=(height, width), mode="bilinear", align_corners=False)
-    out = out.reshape(*lead, height, width)
-    return out.numpy() if is_numpy else out
+    return out.reshape(*lead, height, width)
 
 
 @dataclass(frozen=True)

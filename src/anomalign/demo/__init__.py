@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
-import json
 import platform
 import time
 import warnings
@@ -42,6 +41,7 @@ from anomalign.data.synthetic import DEFAULT_CATEGORIES
 from anomalign.data.transforms import resize_mask
 from anomalign.errors import AnomalignError, WeightsUnavailableError
 from anomalign.inspection import fit_for_inspection, predict_folder, read_rows
+from anomalign.io import json_safe, write_json
 from anomalign.methods import create_detector, load_detector, method_names
 from anomalign.viz.render import UNTRAINED_MARK
 
@@ -477,7 +477,7 @@ def run_demo(
         "notes": choice.notes + notes,
         "seconds": round(time.perf_counter() - started, 1),
     }
-    (out / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n", "utf-8")
+    write_json(out / "report.json", json_safe(report))  # strict JSON: undefined -> null
     (out / "report.md").write_text(render_markdown(report), encoding="utf-8")
     log(f"Report: {out / 'report.md'} ({report['seconds']:.0f} s)")
     return report

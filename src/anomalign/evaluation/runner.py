@@ -13,7 +13,9 @@ run gives the same numbers as an uninterrupted one.
 from __future__ import annotations
 
 import json
+import os
 import platform
+import shutil
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -35,6 +37,7 @@ from anomalign.evaluation.progress import ProgressReporter, make_progress
 from anomalign.evaluation.resources import ResourceMeter
 from anomalign.evaluation.units import UNIT_SCHEMA, PlannedUnit, UnitKey, UnitRecord
 from anomalign.methods import MethodSpec, create_detector, method_names, method_spec
+from anomalign.outdir import OutputLock, check_output_dir, remove_stale_temporaries
 
 CONFIG_FILE = "config.json"
 SYNTHETIC_DIR = "synthetic-data"
@@ -62,9 +65,12 @@ def prepare_dataset(config: BenchmarkConfig, out_dir: Path) -> Dataset:
         s = config.synthetic
         categories = config.categories or s.categories
         root = out_dir / SYNTHETIC_DIR / f"{s.layout}-{stable_hash([asdict(s), categories])}"
-        if not root.exists():
+        for partial in root.parent.glob(f"{root.name}.partial-*"):
+            shutil.rmtree(partial, ignore_errors=True)  # left by a killed run
+        if not root.exists():  # generated aside, then renamed: never half a dataset
+            partial = root.with_name(f"{root.name}.partial-{os.getpid()}")
             generate_synthetic_dataset(
-                root,
+                partial,
                 layout=s.layout,
                 categories=categories,
                 seed=s.seed,
@@ -73,6 +79,7 @@ def prepare_dataset(config: BenchmarkConfig, out_dir: Path) -> Dataset:
                 n_test_good=s.n_test_good,
                 n_test_defect=s.n_test_defect,
             )
+            partial.rename(root)
         return load_dataset(root, s.layout, categories)
     return load_dataset(config.root, config.dataset, config.categories)
 
@@ -417,6 +424,8 @@ def run_benchmark(
     Args:
         config: what to run.
         out_dir: output folder; an existing one is resumed (finished units are reused).
+            It is locked for the run (a second run into it is refused) and temporary
+            files left by a killed run are removed first.
         backbone: an already loaded :class:`~anomalign.backbones.Backbone` whose spec
             matches ``config.backbone`` (default: load it).
         progress: None (bars in a terminal, lines in logs), True, False, or a reporter.
@@ -426,10 +435,7 @@ def run_benchmark(
     Returns:
         The keys computed and reused, the unit records and the report path.
     """
-    import torch
-
-    from anomalign.backbones import load_backbone, parse_backbone_spec
-    from anomalign.evaluation.report import write_report
+    from anomalign.backbones import parse_backbone_spec
 
     config.validate()
     known = method_names()
@@ -446,8 +452,29 @@ def run_benchmark(
             f"--backbone '{config.backbone}' differs from the given backbone '{backbone.spec}'."
         )
     device = str(backbone.device) if backbone is not None else resolve_device(config.device)
-    out = Path(out_dir)
+    out = check_output_dir(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    with OutputLock(out, "anomalign benchmark"):
+        remove_stale_temporaries(out)
+        return _run_locked(config, out, device, specs, backbone, progress, on_unit_done, command)
+
+
+def _run_locked(
+    config: BenchmarkConfig,
+    out: Path,
+    device: str,
+    specs: dict[str, MethodSpec],
+    backbone: Any,
+    progress: bool | ProgressReporter | None,
+    on_unit_done: Callable[[UnitKey, dict[str, Any]], None] | None,
+    command: Sequence[str] | None,
+) -> BenchmarkResult:
+    """:func:`run_benchmark` once the options are checked and ``out`` is locked."""
+    import torch
+
+    from anomalign.backbones import load_backbone
+    from anomalign.evaluation.report import write_report
+
     dataset = prepare_dataset(config, out)
     categories = config.categories or tuple(dataset.categories)
     for category in categories:

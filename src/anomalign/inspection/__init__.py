@@ -8,10 +8,16 @@
 """
 
 from anomalign.inspection.fitting import check_threshold_inputs, fit_for_inspection
-from anomalign.inspection.predict_run import PredictRun, predict_folder, read_rows
+from anomalign.inspection.predict_run import (
+    PredictRun,
+    check_predict_options,
+    predict_folder,
+    read_rows,
+)
 
 __all__ = [
     "PredictRun",
+    "check_predict_options",
     "check_threshold_inputs",
     "fit_for_inspection",
     "predict_folder",

@@ -10,6 +10,7 @@ detector's ``fit_record``; ``save`` then writes one bundle.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -34,9 +35,14 @@ def check_threshold_inputs(
     fpr: float | None = None,
     f1: bool = False,
 ) -> None:
-    """Raise a :class:`ConfigError` before any fitting when the threshold rule cannot work."""
+    """Raise a :class:`ConfigError` before any fitting when the threshold rule cannot work
+    (two rules, a value out of range, or missing validation images)."""
     if sum([threshold is not None, fpr is not None, bool(f1)]) > 1:
         raise ConfigError("Choose at most one of a manual threshold, fpr and f1.")
+    if threshold is not None and not math.isfinite(threshold):
+        raise ConfigError(f"The threshold must be a finite number, got {threshold}.")
+    if fpr is not None and not 0.0 <= fpr < 1.0:  # also refuses nan
+        raise ConfigError(f"The false-positive rate must be in [0, 1), got {fpr}.")
     learns = method_spec(method).uses_shots
     if fpr is not None and not val_normal and (learns or not normal):
         raise ConfigError(
@@ -149,4 +155,9 @@ def fit_for_inspection(
         "total_seconds": round(time.perf_counter() - started, 3),
         "notes": notes,
     }
+    if normal_scores is not None and (val_normal_items or not learns):
+        # unbiased normal scores (not those of images in the method's memory): the FPR of
+        # any other threshold can be read from them (the service's page does)
+        detector.fit_record["normal_scores"] = [float(v) for v in np.asarray(normal_scores)]
+        detector.fit_record["normal_scores_source"] = f"{source} ({len(calibration_items)})"
     return detector

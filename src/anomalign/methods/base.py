@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,12 +23,12 @@ from typing import Any, ClassVar, Literal, Self
 
 import numpy as np
 
-from anomalign.bundles import DetectorBundle, save_bundle
+from anomalign.bundles import DetectorBundle, TensorSpec, check_tensors, save_bundle
 from anomalign.calibration import Calibration, calibrate
-from anomalign.data.images import ImageInput, load_rgb
+from anomalign.data.images import METHOD_DECODE_SIDE, ImageInput, load_rgb, path_text
 from anomalign.data.inputs import expand_inputs
 from anomalign.data.transforms import resize_map
-from anomalign.errors import ConfigError
+from anomalign.errors import ConfigError, NonFiniteResultError
 from anomalign.results import Prediction
 from anomalign.thresholds import Threshold, manual_threshold, threshold_at_fpr, threshold_f1
 from anomalign.viz.render import MAX_SIDE, fit_size
@@ -40,7 +41,7 @@ EXTRA_KEYS: tuple[str, ...] = ("threshold", "calibration", "fit_record")
 def describe_input(item: ImageInput) -> str:
     """A path as text, or the type of an in-memory image (for provenance records)."""
     if isinstance(item, str | Path):
-        return str(item)
+        return path_text(item)
     return f"<{type(item).__name__}>"
 
 
@@ -51,10 +52,39 @@ def gather_images(items: ImageInput | Sequence[ImageInput]) -> list[ImageInput]:
     gathered: list[ImageInput] = []
     for item in items:
         if isinstance(item, str | Path):
-            gathered += expand_inputs([item])
+            found = expand_inputs([item])
+            if Path(item).is_dir():  # a folder's broken links are skipped, with a warning
+                broken = [p for p in found if p.is_symlink() and not p.exists()]
+                if broken:
+                    names = ", ".join(path_text(p) for p in broken[:3])
+                    warnings.warn(
+                        f"Skipped {len(broken)} broken symbolic link(s) (missing target or a "
+                        f"link loop) in '{path_text(item)}': {names}",
+                        stacklevel=2,
+                    )
+                    found = [p for p in found if p not in broken]
+            gathered += found
         else:
             gathered.append(item)
     return gathered
+
+
+def _check_finite(prediction: Prediction, items: Sequence[ImageInput]) -> None:
+    """Raise :class:`NonFiniteResultError` naming the images whose score or map holds NaN
+    or infinity: such an image gets no verdict (NaN would compare as "normal")."""
+    bad = [
+        index
+        for index in range(len(prediction))
+        if not (np.isfinite(prediction.scores[index]) and np.isfinite(prediction.maps[index]).all())
+    ]
+    if bad:
+        names = ", ".join(describe_input(items[i]) for i in bad[:3])
+        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        raise NonFiniteResultError(
+            f"The detector gave a non-finite (NaN or infinite) score or map for {len(bad)} of "
+            f"{len(prediction)} image(s): {names}{more}. Its bundle or options are broken; "
+            "no decision was made."
+        )
 
 
 class Detector(ABC):
@@ -108,6 +138,18 @@ class Detector(ABC):
     @abstractmethod
     def _restore(cls, bundle: DetectorBundle, backbone: Any, device: str) -> Self:
         """Rebuild the method state written by :meth:`_bundle`."""
+
+    @classmethod
+    @abstractmethod
+    def _bundle_tensors(cls, bundle: DetectorBundle) -> dict[str, TensorSpec]:
+        """The tensors a bundle of this method must hold (names, shapes, dtypes), read
+        from its manifest; :meth:`from_bundle` checks them before and after
+        :meth:`_restore` (see :func:`anomalign.bundles.check_tensors`)."""
+
+    def _bundle_dims(self) -> dict[str, int]:
+        """Sizes of named tensor dimensions fixed by the restored detector (e.g. the
+        backbone's embedding width ``D``); none by default."""
+        return {}
 
     def get_params(self) -> dict[str, Any]:
         """Constructor keyword arguments (besides ``backbone``) that rebuild this detector
@@ -171,15 +213,15 @@ class Detector(ABC):
             raise ConfigError(f"batch_size must be at least 1, got {batch_size}.")
         items = gather_images(images)
         per_image = output_size == "image"
-        if per_image:
-            items = [load_rgb(item) for item in items]
-        elif isinstance(output_size, str):
+        if isinstance(output_size, str) and not per_image:
             raise ConfigError(
                 f"output_size must be an int, (h, w), 'image' or None, got {output_size!r}."
             )
         parts = []
         for start in range(0, len(items), batch_size):
             chunk = items[start : start + batch_size]
+            if per_image:  # decoded one batch at a time, large files shrunk while decoding
+                chunk = [load_rgb(item, max_side=METHOD_DECODE_SIDE) for item in chunk]
             part = self._predict(
                 chunk,
                 category=category,
@@ -196,6 +238,7 @@ class Detector(ABC):
         if not parts:
             raise ConfigError("predict() got no images.")
         prediction = Prediction.concat(parts)
+        _check_finite(prediction, items)
         prediction.calibration = self.calibration
         prediction.decide(None if self.threshold is None else self.threshold.value)
         prediction.info["threshold"] = prediction.threshold
@@ -294,11 +337,20 @@ class Detector(ABC):
     def from_bundle(
         cls, bundle: DetectorBundle, *, backbone: Any = None, device: str = "cpu"
     ) -> Self:
-        """Rebuild a detector (state, threshold, calibration) from a bundle."""
-        detector = cls._restore(bundle, backbone, device)
-        extra = bundle.extra
-        detector.threshold = Threshold.from_dict(extra.get("threshold"))
-        detector.calibration = Calibration.from_dict(extra.get("calibration"))
+        """Rebuild a detector (state, threshold, calibration) from a bundle.
+
+        The bundle's tensors are checked against :meth:`_bundle_tensors` first (names,
+        shapes, dtypes), then again with the restored detector's :meth:`_bundle_dims`;
+        every problem is one error line naming the bundle's file.
+        """
+        with bundle.naming_errors():
+            expected = cls._bundle_tensors(bundle)
+            check_tensors(bundle, expected)
+            detector = cls._restore(bundle, backbone, device)
+            check_tensors(bundle, expected, detector._bundle_dims())
+            extra = bundle.extra
+            detector.threshold = Threshold.from_dict(extra.get("threshold"))
+            detector.calibration = Calibration.from_dict(extra.get("calibration"))
         detector.fit_record = dict(extra.get("fit_record") or {})
         return detector
 

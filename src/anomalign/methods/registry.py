@@ -236,15 +236,30 @@ def create_detector(name: str, *, backbone: Any = None, **options: Any) -> Detec
     return method_spec(name).create(backbone=backbone, **options)
 
 
+#: File suffix -> ``"module:function"`` that opens detector files that are not bundles,
+#: called as ``function(path, device=, backbone=)``; imported by name when used, so a higher
+#: layer can plug in (the exported-model runtime stays torch-free).
+FILE_LOADERS: dict[str, str] = {
+    ".onnx": "anomalign.export.runtime:open_exported",
+    ".xml": "anomalign.export.runtime:open_exported",  # OpenVINO IR from `anomalign export`
+}
+
+
 def load_detector(path: str | Path, *, device: str = "cpu", backbone: Any = None) -> Detector:
-    """Load a detector bundle written by :meth:`Detector.save` / ``anomalign fit``.
+    """Load a detector bundle written by :meth:`Detector.save` / ``anomalign fit``, or an
+    exported model (``.onnx``, see :data:`FILE_LOADERS`).
 
     Args:
-        path: the ``.anomalign`` file.
+        path: the ``.anomalign`` file (or ``.onnx`` model).
         device: where to run the backbone.
         backbone: an already loaded backbone (or spec string) to use instead of loading
             the bundle's; it must be the same backbone.
     """
+    target = FILE_LOADERS.get(Path(path).suffix.lower())
+    if target is not None:
+        module, _, name = target.partition(":")
+        loader = getattr(importlib.import_module(module), name)
+        return loader(path, device=device, backbone=backbone)
     bundle = load_bundle(path)
     try:
         spec = method_spec(bundle.method)

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from anomalign.errors import ConfigError
-from anomalign.methods.options import check_choices, config_from_preset
+from anomalign.methods.options import Bound, check_choices, check_numbers, config_from_preset
 
 Preset = Literal["official", "default"]
 
@@ -77,14 +77,28 @@ class AnoCLIPConfig:
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the option when a value is out of range."""
         check_choices(self, "AnoCLIP")
-        if self.tta_steps < 0:
+        if isinstance(self.tta_steps, int) and self.tta_steps < 0:
             raise ConfigError(f"AnoCLIP option tta_steps must be >= 0, got {self.tta_steps}.")
-        if self.logit_scale <= 0:
+        if isinstance(self.logit_scale, float | int) and self.logit_scale <= 0:
             raise ConfigError(f"AnoCLIP option logit_scale must be > 0, got {self.logit_scale}.")
+        check_numbers(self, "AnoCLIP", BOUNDS)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+
+#: Allowed ranges of the numeric options (wide, but a typo cannot hang a run).
+BOUNDS: dict[str, Bound] = {
+    "vv_depth": Bound(1, 1000),
+    "logit_scale": Bound(0, 1e4, open_low=True),
+    "gaussian_sigma": Bound(0, 1000),
+    "tta_steps": Bound(0, 1000),
+    "tta_lr": Bound(0, 10, open_low=True),
+    "tta_weight_decay": Bound(0, 10),
+    "noise_sigma": Bound(0, 10),
+    "hard_loss_weight": Bound(0, 1000),
+    "seed": Bound(0, 2**63 - 1),
+}
 
 #: What each preset changes from the official values.
 PRESETS: dict[str, dict[str, Any]] = {

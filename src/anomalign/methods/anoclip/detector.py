@@ -7,11 +7,12 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from pydantic import BaseModel, Field
 
 from anomalign.backbones import DEFAULT_BACKBONE, Backbone, as_backbone
-from anomalign.bundles import DetectorBundle
+from anomalign.bundles import DetectorBundle, TensorSpec
 from anomalign.components.postprocess import gaussian_smooth
-from anomalign.data.images import ImageInput, load_rgb
+from anomalign.data.images import METHOD_DECODE_SIDE, ImageInput, load_rgb
 from anomalign.data.tiling import stitch_tiles, tile_image
 from anomalign.data.transforms import resize_map
 from anomalign.errors import ConfigError
@@ -29,6 +30,16 @@ from anomalign.prompts.state_prompts import (
 from anomalign.results import Prediction
 
 VIEW_BATCH = 32
+
+
+class AnoCLIPExtra(BaseModel):
+    """The ``extra`` entries an AnoCLIP bundle must hold (the prompt subject)."""
+
+    category: str | None = None
+    object_name: str = Field(min_length=1)
+    domain: Domain
+
+
 _PROTOCOL = dict(
     learning="zero-shot",
     eval_size=240,  # AnoCLIP squashes MVTec images to 240 (anoclip.md §1, §5)
@@ -126,10 +137,21 @@ class AnoCLIP(Detector):
         )
 
     @classmethod
+    def _bundle_tensors(cls, bundle: DetectorBundle) -> dict[str, TensorSpec]:
+        """The normal/abnormal text pair ``(D, 2)`` and the prompt-embedding basis
+        ``(P, D)`` (``D``: the backbone's embedding width)."""
+        return {"text_pair": TensorSpec(("D", 2)), "prompt_basis": TensorSpec(("P", "D"))}
+
+    def _bundle_dims(self) -> dict[str, int]:
+        width = getattr(self.backbone, "embed_dim", None)
+        return {} if width is None else {"D": int(width)}
+
+    @classmethod
     def _restore(cls, bundle: DetectorBundle, backbone: Any, device: str) -> AnoCLIP:
         """Rebuild a detector from a bundle (text features restored, no prompts re-encoded)."""
+        bundle.extra_as(AnoCLIPExtra)
         config = dict(bundle.config)
-        preset = config.pop("preset")
+        preset = config.pop("preset", "official")
         detector = cls(backbone or bundle.backbone, preset=preset, device=device, **config)
         if str(detector.backbone.spec) != bundle.backbone:
             raise ConfigError(
@@ -236,7 +258,9 @@ class AnoCLIP(Detector):
         if height != width:
             raise ConfigError("tiling='tiles' needs a backbone with a square input size.")
         pre = self.preprocessor
-        tiles, boxes, size = tile_image(load_rgb(item), height, pre.interpolation)
+        tiles, boxes, size = tile_image(
+            load_rgb(item, max_side=METHOD_DECODE_SIDE), height, pre.interpolation
+        )
         pixels = torch.stack([pre.normalize(t) for t in tiles]).to(self.backbone.device)
         tokens = self._encode(pixels)
         score = model.image_scores(tokens.global_token[None])

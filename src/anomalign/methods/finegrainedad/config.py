@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Literal
 
 from anomalign.errors import ConfigError
-from anomalign.methods.options import check_choices, config_from_preset
+from anomalign.methods.options import Bound, check_choices, check_numbers, config_from_preset
 
 Preset = Literal["official", "default"]
 
@@ -131,8 +131,8 @@ class FineGrainedADConfig:
     def from_preset(cls, preset: Preset = "default", **overrides: Any) -> FineGrainedADConfig:
         """Start from a preset and apply named overrides (unknown names are an error)."""
         overrides = dict(overrides)
-        if "memory_blocks" in overrides:
-            overrides["memory_blocks"] = tuple(int(b) for b in overrides["memory_blocks"])
+        if isinstance(overrides.get("memory_blocks"), list | tuple):
+            overrides["memory_blocks"] = tuple(overrides["memory_blocks"])
         config = config_from_preset(cls, "FineGrainedAD", PRESETS, preset, overrides)
         config.validate()
         return config
@@ -140,17 +140,9 @@ class FineGrainedADConfig:
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the option when a value is out of range."""
         check_choices(self, "FineGrainedAD")
-        positive = ("n_ctx", "n_ctx_ab", "n_pro_ab", "seg_n_pro", "cls_n_pro", "memory_chunk")
-        for name in (*positive, "ivf_lists", "ivf_probe", "cluster_tiles"):
-            if int(getattr(self, name)) < 1:
-                raise ConfigError(f"FineGrainedAD option {name} must be >= 1.")
-        for name in ("seg_epochs", "cls_epochs"):
-            if int(getattr(self, name)) < 0:
-                raise ConfigError(f"FineGrainedAD option {name} must be >= 0.")
+        check_numbers(self, "FineGrainedAD", BOUNDS)
         if not self.memory_blocks:
             raise ConfigError("FineGrainedAD option memory_blocks must name at least one block.")
-        if self.lr <= 0:
-            raise ConfigError(f"FineGrainedAD option lr must be > 0, got {self.lr}.")
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -168,11 +160,37 @@ class FineGrainedADConfig:
         unknown = sorted(set(values) - known)
         if unknown:
             raise ConfigError(f"Saved FineGrainedAD options {unknown} are not known.")
-        values["memory_blocks"] = tuple(int(b) for b in values.get("memory_blocks", (3, 8)))
+        blocks = values.get("memory_blocks", (3, 8))
+        values["memory_blocks"] = tuple(blocks) if isinstance(blocks, list | tuple) else blocks
         config = replace(base, **values)
         config.validate()
         return config
 
+
+#: Allowed ranges of the numeric options (wide, but a typo cannot hang a run).
+BOUNDS: dict[str, Bound] = {
+    "memory_blocks": Bound(1, 1000),
+    "memory_chunk": Bound(1, 2**24),
+    "ivf_lists": Bound(1, 2**16),
+    "ivf_probe": Bound(1, 2**16),
+    "n_ctx": Bound(1, 64),
+    "n_ctx_ab": Bound(1, 64),
+    "n_pro_ab": Bound(1, 64),
+    "seg_n_pro": Bound(1, 64),
+    "cls_n_pro": Bound(1, 64),
+    "seg_epochs": Bound(0, 100_000),
+    "cls_epochs": Bound(0, 100_000),
+    "lr": Bound(0, 10, open_low=True),
+    "momentum": Bound(0, 1),
+    "weight_decay": Bound(0, 10),
+    "eta_min": Bound(0, 10),
+    "triplet_margin": Bound(0, 1000),
+    "lambda_match": Bound(0, 1000),
+    "region_boost": Bound(0, 1000),
+    "cluster_tiles": Bound(1, 16),
+    "gaussian_sigma": Bound(0, 1000),
+    "seed": Bound(0, 2**63 - 1),
+}
 
 #: What each preset changes from the official values.
 PRESETS: dict[str, dict[str, Any]] = {

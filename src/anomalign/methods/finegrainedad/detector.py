@@ -11,14 +11,15 @@ from typing import Any
 
 import numpy as np
 import torch
+from pydantic import BaseModel, Field
 
 from anomalign.backbones import DEFAULT_BACKBONE, Backbone, as_backbone
-from anomalign.bundles import DetectorBundle
+from anomalign.bundles import DetectorBundle, TensorSpec
 from anomalign.components.memory import PatchMemory
 from anomalign.components.postprocess import gaussian_smooth, upsample
-from anomalign.data.images import ImageInput, load_rgb
+from anomalign.data.images import METHOD_DECODE_SIDE, ImageInput, load_rgb
 from anomalign.data.transforms import resize_linear_cv2
-from anomalign.errors import ConfigError, DataError
+from anomalign.errors import ConfigError
 from anomalign.methods.base import Detector
 from anomalign.methods.finegrainedad.config import FineGrainedADConfig, Preset
 from anomalign.methods.finegrainedad.model import FineGrainedADModel, matching_keys
@@ -140,6 +141,17 @@ def _as_list(images: ImageInput | Sequence[ImageInput]) -> list[ImageInput]:
     return list(images) if isinstance(images, list | tuple) else [images]
 
 
+class FineGrainedADExtra(BaseModel):
+    """The ``extra`` entries a FineGrainedAD bundle must hold."""
+
+    logit_scale: float = Field(gt=0, allow_inf_nan=False)
+    category: str | None = None
+    caption: dict[str, Any]
+    caption_hash: str = Field(pattern=r"^[0-9a-f]{64}$")
+    fit: dict[str, Any] = Field(default_factory=dict)
+    shots: int | None = Field(default=None, ge=1)
+
+
 @register_method(
     "finegrainedad",
     learning="few-shot",
@@ -233,6 +245,7 @@ class FineGrainedAD(Detector):
         vocabulary: VocabularySource | None = None,
         initial: Mapping[str, Any] | None = None,
         progress: bool | None = None,
+        fast: bool = True,
     ) -> None:
         """Learn the prompts on the k normal images and build the patch memory.
 
@@ -261,6 +274,8 @@ class FineGrainedAD(Detector):
                 one permutation of the k shots per segmentation epoch
                 (``shuffle_shots``). Unknown keys are an error.
             progress: show a progress bar (None: only on a terminal).
+            fast: False runs the reference (pre-optimisation) training path: full-length
+                prompts, per-step products. Same result, slower; for benchmarks and tests.
         """
         if not images:
             raise ConfigError("FineGrainedAD.fit needs at least one normal image.")
@@ -306,30 +321,38 @@ class FineGrainedAD(Detector):
         cls.to(self.backbone.device)
         weights = None
         mark = time.perf_counter()
+        truncate = None if fast else False
         if config.region_aggregation:
             noise = initial["seg"].get("dpc_noise")
             weights, _ = compute_region_weights(
-                self.backbone, images, seg, config, None if noise is None else tuple(noise)
+                self.backbone,
+                images,
+                seg,
+                config,
+                None if noise is None else tuple(noise),
+                truncate=truncate,
             )
         timings["regions"], mark = time.perf_counter() - mark, time.perf_counter()
         seg_losses = train_learner(
             seg, text, shots.local, scale, config, config.seg_epochs, weights,
             desc="FineGrainedAD seg", progress=progress, shot_orders=seg_orders,
-            precision=config.seg_precision,
+            precision=config.seg_precision, fast=fast,
         )  # fmt: skip
         timings["seg_train"], mark = time.perf_counter() - mark, time.perf_counter()
         cls_losses: list[float] = []
         if train_cls:
             cls_losses = train_learner(
                 cls, text, shots.glob, scale, config, config.cls_epochs, None, reg_loss=False,
-                desc="FineGrainedAD cls", progress=progress,
+                desc="FineGrainedAD cls", progress=progress, fast=fast,
             )  # fmt: skip
         timings["cls_train"] = time.perf_counter() - mark
         average = config.feature_average
-        with torch.no_grad():
-            seg_levels, cls_levels = seg.encode(text), cls.encode(text)
+        with torch.inference_mode():
+            seg_levels = seg.encode(text, truncate=truncate)
+            cls_levels = cls.encode(text, truncate=truncate)
             seg_pairs = torch.stack([seg_levels[n].pair(average) for n in seg.level_names])
             cls_pairs = torch.stack([cls_levels[n].pair(average) for n in cls.level_names])
+        seg_pairs, cls_pairs = seg_pairs.clone(), cls_pairs.clone()  # plain tensors
         memory = self._memory(shots.intermediates, from_tokens=True)
         seg_keys = matching_keys(
             seg_pairs, config.matching, config.seed, initial["seg"].get("qformer")
@@ -382,7 +405,10 @@ class FineGrainedAD(Detector):
     def _pixels(self, images: list[ImageInput]) -> torch.Tensor:
         images = self._prepared(images)
         if self.config.test_bgr:  # the code feeds cv2's BGR test images unconverted
-            images = [np.ascontiguousarray(load_rgb(i)[..., ::-1]) for i in images]
+            images = [
+                np.ascontiguousarray(load_rgb(i, max_side=METHOD_DECODE_SIDE)[..., ::-1])
+                for i in images
+            ]
         return self.backbone.preprocess(images)
 
     def _require_fitted(self) -> FineGrainedADModel:
@@ -498,9 +524,38 @@ class FineGrainedAD(Detector):
         )
 
     @classmethod
+    def _bundle_tensors(cls, bundle: DetectorBundle) -> dict[str, TensorSpec]:
+        """Segmentation and classification galleries ``(L, 2, D)`` with their keys
+        ``(L, D)``, one memory bank ``(M, W)`` per memory block of the saved options, and
+        the learned prompt parameters (``learned.*``, any shape)."""
+        config = FineGrainedADConfig.from_dict(bundle.config)
+        expected = {
+            "seg_pairs": TensorSpec(("Ls", 2, "D")),
+            "seg_keys": TensorSpec(("Ls", "D")),
+            "cls_pairs": TensorSpec(("Lc", 2, "D")),
+            "cls_keys": TensorSpec(("Lc", "D")),
+            **{f"memory.{b}": TensorSpec((f"M{b}", f"W{b}")) for b in config.memory_blocks},
+        }
+        for name in bundle.tensors:
+            if name.startswith("learned."):
+                expected[name] = TensorSpec(None)
+        return expected
+
+    def _bundle_dims(self) -> dict[str, int]:
+        dims: dict[str, int] = {}
+        if getattr(self.backbone, "embed_dim", None) is not None:
+            dims["D"] = int(self.backbone.embed_dim)
+        if getattr(self.backbone, "vision_width", None) is not None:  # ViT: one width
+            dims.update(
+                {f"W{b}": int(self.backbone.vision_width) for b in self.config.memory_blocks}
+            )
+        return dims
+
+    @classmethod
     def _restore(cls, bundle: DetectorBundle, backbone: Any, device: str) -> FineGrainedAD:
         """Rebuild a fitted detector; refuses another backbone and a caption that does not
         match its hash."""
+        checked = bundle.extra_as(FineGrainedADExtra)
         backbone = as_backbone(backbone if backbone is not None else bundle.backbone, device)
         if str(backbone.spec) != bundle.backbone:
             raise ConfigError(
@@ -510,10 +565,13 @@ class FineGrainedAD(Detector):
         config = FineGrainedADConfig.from_dict(bundle.config)
         options = {k: v for k, v in config.to_dict().items() if k != "preset"}
         extra = bundle.extra
-        detector = cls(backbone=backbone, shots=extra.get("shots"), preset=config.preset, **options)
-        caption = resolve_caption(parse_caption(extra["caption"], source="saved caption"))
-        if caption_hash(caption) != extra["caption_hash"]:
-            raise DataError("The bundle's stored caption does not match its hash.")
+        detector = cls(backbone=backbone, shots=checked.shots, preset=config.preset, **options)
+        try:
+            caption = resolve_caption(parse_caption(extra["caption"], source="saved caption"))
+        except ConfigError as error:
+            raise bundle.error(f"its stored caption is invalid: {error}") from None
+        if caption_hash(caption) != checked.caption_hash:
+            raise bundle.error("its stored caption does not match its hash.")
         tensors = {k: v.to(backbone.device) for k, v in bundle.tensors.items()}
         banks = {int(k.split(".", 1)[1]): v for k, v in tensors.items() if k.startswith("memory.")}
         detector.model = FineGrainedADModel(
@@ -521,15 +579,15 @@ class FineGrainedAD(Detector):
             tensors["seg_keys"],
             tensors["cls_pairs"],
             tensors["cls_keys"],
-            extra["logit_scale"],
+            checked.logit_scale,
             detector._memory(banks, from_tokens=False),
             config.fusion,
         )
-        detector.caption, detector.category = caption, extra["category"]
+        detector.caption, detector.category = caption, checked.category
         detector.learned = {
             k.split(".", 1)[1]: v.cpu() for k, v in tensors.items() if k.startswith("learned.")
         }
-        detector.fit_info = extra["fit"]
+        detector.fit_info = checked.fit
         return detector
 
 

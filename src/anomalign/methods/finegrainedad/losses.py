@@ -16,6 +16,8 @@ features, normalised afterwards, and L_reg's Σ_e sums unnormalised component fe
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 
@@ -65,6 +67,18 @@ def _match_term(level: LevelFeatures) -> torch.Tensor:
     return (level.handle.mean(0) - level.learned.mean(0)).pow(2).sum()
 
 
+def weighted_anchors(
+    anchor: torch.Tensor, region_weights: torch.Tensor | None, count: int
+) -> list[torch.Tensor]:
+    """``r_e ⊙ F`` for the ``count`` region levels (components, then background).
+
+    Constant during training (neither factor is learned): compute it once per fit.
+    """
+    if region_weights is None:
+        return [anchor] * count
+    return [anchor * region_weights[index][..., None] for index in range(count)]
+
+
 def mlsa_loss(
     anchor: torch.Tensor,
     levels: dict[str, LevelFeatures],
@@ -76,6 +90,7 @@ def mlsa_loss(
     reg_loss: bool = True,
     normal_align_loss: bool = False,
     average: str = "normalized",
+    weighted: Sequence[torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Total MLSA loss and its parts.
 
@@ -86,16 +101,18 @@ def mlsa_loss(
         scale: the logit scale ``s``.
         region_weights: ``(E+1, k, N)`` weights r_e (components then background), or None.
         average: "normalized" or "raw" (the code's order; see the module docstring).
+        weighted: :func:`weighted_anchors` computed beforehand (then ``region_weights`` is
+            not used); the same values, without the per-step products.
     """
     components = [name for name in levels if name.startswith("component_")]
+    region_levels = [*components, "background"]
+    if weighted is None:
+        weighted = weighted_anchors(anchor, region_weights, len(region_levels))
     parts: dict[str, torch.Tensor] = {}
     parts["image"] = _level_terms(anchor, levels["image"], scale, margin, reduce, average)
     match = _match_term(levels["image"])
-    for index, name in enumerate([*components, "background"]):
-        weighted = anchor
-        if region_weights is not None:
-            weighted = anchor * region_weights[index][..., None]
-        parts[name] = _level_terms(weighted, levels[name], scale, margin, reduce, average)
+    for name, level_anchor in zip(region_levels, weighted, strict=True):
+        parts[name] = _level_terms(level_anchor, levels[name], scale, margin, reduce, average)
         if name != "background":
             match = match + _match_term(levels[name])
     parts["match"] = lambda_match * match

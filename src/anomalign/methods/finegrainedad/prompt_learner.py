@@ -371,8 +371,10 @@ class MultiLevelPromptLearner(nn.Module):
         out["image"] = (normal, handle, learned)
         return out
 
-    def encode(self, text_encoder) -> dict[str, LevelFeatures]:
-        """Row-normalised text features of every level (one batched text-tower pass)."""
+    def encode(self, text_encoder, truncate: bool | None = None) -> dict[str, LevelFeatures]:
+        """Row-normalised text features of every level, all levels in one batched call of
+        :meth:`~anomalign.backbones.TextEncoder.encode_embeddings` (``truncate`` is passed
+        on: None runs each prompt up to its EOT, False at full length; same features)."""
         embeds = self.embeddings()
         chunks, ids, sizes = [], [], []
         for name, level in self.levels.items():
@@ -383,7 +385,9 @@ class MultiLevelPromptLearner(nn.Module):
                 ids.append(group.ids)
                 sizes.append(tensor.shape[0])
         features = text_encoder.encode_embeddings(
-            torch.cat(chunks).to(text_encoder.device), torch.cat(ids).to(text_encoder.device)
+            torch.cat(chunks).to(text_encoder.device),
+            torch.cat(ids).to(text_encoder.device),
+            truncate=truncate,
         )
         raw = features.float()
         parts = iter(F.normalize(raw, dim=-1).split(sizes))

@@ -6,6 +6,13 @@ initial values (as the code does at its first iteration). Training is SGD with c
 annealing for a fixed number of epochs; nothing is selected on test data. With
 ``shuffle_shots`` the batch is reordered every epoch, as the official shuffling loader
 does, while the region weights stay attached to batch positions.
+
+Cost: a step is almost entirely the text tower's forward and backward pass over every
+prompt of every level (one batched call). ``fast=True`` (the default) runs each prompt
+only up to its EOT token (:meth:`~anomalign.backbones.TextEncoder.encode_embeddings`)
+and weights the anchors by the constant region weights once per fit; ``fast=False`` is
+the reference path (full 77-token prompts, products recomputed each step), kept for
+benchmarks and equality tests. Both give the same losses.
 """
 
 from __future__ import annotations
@@ -18,10 +25,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from anomalign.data.images import ImageInput, load_rgb
+from anomalign.data.images import METHOD_DECODE_SIDE, ImageInput, load_rgb
 from anomalign.data.transforms import resize_rgb
 from anomalign.methods.finegrainedad.config import FineGrainedADConfig
-from anomalign.methods.finegrainedad.losses import mlsa_loss
+from anomalign.methods.finegrainedad.losses import mlsa_loss, weighted_anchors
 from anomalign.methods.finegrainedad.prompt_learner import MultiLevelPromptLearner
 from anomalign.methods.finegrainedad.regions import (
     aggregate_regions,
@@ -71,7 +78,7 @@ def encode_tiled(backbone, image: ImageInput, tiles: int) -> torch.Tensor:
     grid ``(tiles*h, tiles*w)``; returns ``(tiles*h*tiles*w, D)``.
     """
     height, width = backbone.image_size
-    rgb = resize_rgb(load_rgb(image), (height * tiles, width * tiles))
+    rgb = resize_rgb(load_rgb(image, max_side=METHOD_DECODE_SIDE), (height * tiles, width * tiles))
     crops = [
         backbone.preprocessor.normalize(
             np.ascontiguousarray(rgb[r * height : (r + 1) * height, c * width : (c + 1) * width])
@@ -91,16 +98,30 @@ def compute_region_weights(
     learner: MultiLevelPromptLearner,
     config: FineGrainedADConfig,
     noise: tuple[torch.Tensor, torch.Tensor] | None = None,
+    truncate: bool | None = None,
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Region weights ``(E+1, k, N)`` and the fine-grid labels of each clustered image.
 
     ``cluster_scope="official"`` runs the code's multi-shot aggregation on all shots
     (:func:`aggregate_regions_official`; ``noise`` are its two ``(k, N)`` tie-break draws,
     seeded when None); ``"first"`` clusters image 0 and reuses its weights for every
-    shot; ``"per_shot"`` clusters every shot on its own.
+    shot; ``"per_shot"`` clusters every shot on its own. No gradient flows here.
     """
-    with torch.no_grad():
-        levels = learner.encode(backbone.text)
+    with torch.inference_mode():
+        weights, labels = _region_weights(backbone, images, learner, config, noise, truncate)
+    # Plain tensors again (inference tensors cannot take part in the training graph).
+    return weights.clone(), [label.clone() for label in labels]
+
+
+def _region_weights(
+    backbone,
+    images: Sequence[ImageInput],
+    learner: MultiLevelPromptLearner,
+    config: FineGrainedADConfig,
+    noise: tuple[torch.Tensor, torch.Tensor] | None,
+    truncate: bool | None,
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    levels = learner.encode(backbone.text, truncate=truncate)
     names = [n for n in learner.level_names if n != "image"]  # components, background
     normal = torch.stack([levels[n].pair(config.feature_average)[0] for n in names])
     tiles = config.cluster_tiles
@@ -164,13 +185,15 @@ def train_learner(
     progress: bool | None = None,
     shot_orders: Sequence[torch.Tensor] | None = None,
     precision: str = "fp32",
+    fast: bool = True,
 ) -> list[float]:
     """Train ``learner`` for exactly ``epochs`` full-batch steps; return the loss per epoch.
 
     ``shot_orders[e]`` reorders the anchor's shots at epoch ``e`` (the region weights keep
     their positions); ``precision="bf16"`` runs the text tower and the loss under bf16
     autocast with bf16 anchors and weights (the code casts the whole model to bf16, so
-    this is close to, not bit-equal with, its arithmetic).
+    this is close to, not bit-equal with, its arithmetic). ``fast=False`` runs the
+    reference path (see the module docstring): same losses.
     """
     params = [p for p in learner.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(
@@ -180,11 +203,14 @@ def train_learner(
         optimizer, T_max=max(epochs, 1), eta_min=config.eta_min
     )
     losses: list[float] = []
-    bar = _progress(epochs, desc, progress)
     bf16 = precision == "bf16"
     if bf16:
         anchor = anchor.to(torch.bfloat16)
         region_weights = None if region_weights is None else region_weights.to(torch.bfloat16)
+    weighted = None
+    if fast and shot_orders is None:  # constant weighted anchors: once per fit
+        weighted = weighted_anchors(anchor, region_weights, learner.num_components + 1)
+    bar = _progress(epochs, desc, progress)
     for epoch in bar:
         batch = anchor if shot_orders is None else anchor[shot_orders[epoch].to(anchor.device)]
         cast = (
@@ -193,7 +219,7 @@ def train_learner(
             else contextlib.nullcontext()
         )
         with cast:
-            levels = learner.encode(text_encoder)
+            levels = learner.encode(text_encoder, truncate=None if fast else False)
             loss, _parts = mlsa_loss(
                 batch,
                 levels,
@@ -205,6 +231,7 @@ def train_learner(
                 reg_loss=reg_loss and config.reg_loss,
                 normal_align_loss=config.normal_align_loss,
                 average=config.feature_average,
+                weighted=weighted,
             )
         optimizer.zero_grad()
         loss.backward()

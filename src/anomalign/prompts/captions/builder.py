@@ -12,10 +12,13 @@ Only the standard library is used for HTTP, so building needs no extra dependenc
 from __future__ import annotations
 
 import base64
+import http.client
 import io
 import json
 import os
 import re
+import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
@@ -42,7 +45,18 @@ ENV_API_KEY = ("ANOMALIGN_LLM_API_KEY", "OPENAI_API_KEY")
 
 DEFAULT_TIMEOUT_S = 120.0
 DEFAULT_RETRIES = 2
+DEFAULT_TRANSPORT_RETRIES = 3
+MAX_TIMEOUT_S = 24 * 3600.0
+MAX_RETRIES = 20
+DEFAULT_BACKOFF_S = 1.0
+MAX_BACKOFF_S = 30.0
 DEFAULT_MAX_SIDE = 1024
+#: Largest answer body read from the server; a longer one is refused.
+MAX_RESPONSE_BYTES = 8 * 1024 * 1024
+ERROR_BODY_BYTES = 64 * 1024
+READ_CHUNK = 64 * 1024
+#: Extra seconds the caller waits for the request thread beyond the deadline.
+DEADLINE_GRACE_S = 1.0
 
 
 class CaptionBuildError(AnomalignError, RuntimeError):
@@ -59,8 +73,11 @@ class LLMSettings:
             unless the URL already ends with it.
         model: model name as the server knows it.
         api_key: bearer token; ``None`` sends no ``Authorization`` header.
-        timeout: seconds to wait on the connection and on each read.
+        timeout: deadline in seconds of one whole HTTP request (connecting, sending and
+            reading the complete answer).
         retries: extra attempts after an invalid reply (0 = one attempt only).
+        transport_retries: extra attempts after an HTTP 5xx answer or a failed connection.
+        retry_backoff: seconds before the first such retry, doubled for each next one.
         json_mode: ask for ``response_format={"type": "json_object"}``; dropped
             automatically if the server rejects it with HTTP 400.
         temperature: sampling temperature.
@@ -71,6 +88,8 @@ class LLMSettings:
     api_key: str | None = field(default=None, repr=False)
     timeout: float = DEFAULT_TIMEOUT_S
     retries: int = DEFAULT_RETRIES
+    transport_retries: int = DEFAULT_TRANSPORT_RETRIES
+    retry_backoff: float = DEFAULT_BACKOFF_S
     json_mode: bool = True
     temperature: float = 0.2
 
@@ -108,10 +127,14 @@ class LLMSettings:
             )
         timeout = DEFAULT_TIMEOUT_S if timeout is None else float(timeout)
         retries = DEFAULT_RETRIES if retries is None else int(retries)
-        if timeout <= 0:
-            raise ConfigError(f"The timeout must be positive, got {timeout}.")
-        if retries < 0:
-            raise ConfigError(f"The number of retries must be 0 or more, got {retries}.")
+        if not 0 < timeout <= MAX_TIMEOUT_S:  # also refuses nan
+            raise ConfigError(
+                f"The timeout must be a number of seconds in (0, {MAX_TIMEOUT_S:g}], got {timeout}."
+            )
+        if not 0 <= retries <= MAX_RETRIES:
+            raise ConfigError(
+                f"The number of retries must be between 0 and {MAX_RETRIES}, got {retries}."
+            )
         return cls(
             base_url=url,  # type: ignore[arg-type]
             model=name,  # type: ignore[arg-type]
@@ -192,14 +215,98 @@ def _user_message(category: str, data_url: str) -> dict[str, Any]:
 
 def _error_detail(body: bytes) -> str:
     text = body.decode("utf-8", errors="replace").strip()
-    with suppress(ValueError, AttributeError, TypeError):
+    with suppress(ValueError, AttributeError, TypeError, RecursionError):
         error = json.loads(text).get("error")
         text = error.get("message", text) if isinstance(error, dict) else str(error or text)
     return text[:300]
 
 
+def _read_bounded(response: Any, where: str, deadline: float, timeout: float) -> bytes:
+    """The response body, refused beyond :data:`MAX_RESPONSE_BYTES` or past ``deadline``."""
+    declared = response.headers.get("Content-Length")
+    if declared and declared.isdigit() and int(declared) > MAX_RESPONSE_BYTES:
+        raise CaptionBuildError(
+            f"The LLM server at {where} announced a {int(declared)}-byte answer; at most "
+            f"{MAX_RESPONSE_BYTES} bytes are read."
+        )
+    chunks, size = [], 0
+    while True:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no complete answer within {timeout:g} s")
+        chunk = response.read1(READ_CHUNK)
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > MAX_RESPONSE_BYTES:
+            raise CaptionBuildError(
+                f"The LLM server at {where} sent more than {MAX_RESPONSE_BYTES} bytes; the "
+                "answer was refused."
+            )
+        chunks.append(chunk)
+
+
+def _post_once(settings: LLMSettings, request: urllib.request.Request, where: str) -> bytes:
+    """One POST, its whole answer within ``settings.timeout`` seconds (connection, headers
+    and body together: the request runs in a worker thread that is abandoned at the
+    deadline), or a :class:`CaptionBuildError` saying what went wrong."""
+    deadline = time.monotonic() + settings.timeout
+    outcome: dict[str, Any] = {}
+
+    def fetch() -> None:
+        try:
+            with urllib.request.urlopen(request, timeout=settings.timeout) as response:
+                outcome["body"] = _read_bounded(response, where, deadline, settings.timeout)
+        except urllib.error.HTTPError as error:
+            outcome["error"], outcome["error_body"] = error, b""
+            with suppress(OSError, ValueError, http.client.HTTPException):
+                outcome["error_body"] = error.read(ERROR_BODY_BYTES) or b""
+        except BaseException as error:  # handed to the caller's thread
+            outcome["error"] = error
+
+    worker = threading.Thread(target=fetch, name="anomalign-llm-request", daemon=True)
+    worker.start()
+    worker.join(settings.timeout + DEADLINE_GRACE_S)
+    if worker.is_alive():
+        raise CaptionBuildError(
+            f"The LLM server at {where} did not answer within {settings.timeout:g} s "
+            "(raise --timeout for slow local models)."
+        )
+    error = outcome.get("error")
+    if error is None:
+        return outcome["body"]
+    if isinstance(error, CaptionBuildError):
+        raise error
+    if isinstance(error, urllib.error.HTTPError):
+        detail = _error_detail(outcome.get("error_body", b""))
+        hint = ""
+        if error.code in (401, 403):
+            hint = f" Check the API key (--api-key or ${ENV_API_KEY[0]})."
+        elif error.code == 404:
+            hint = " Check --base-url (usually ending in /v1) and --model."
+        raise _HTTPStatusError(
+            error.code, f"The LLM server answered HTTP {error.code} at {where}: {detail}.{hint}"
+        )
+    timed_out = isinstance(error, TimeoutError) or (
+        isinstance(error, urllib.error.URLError) and isinstance(error.reason, TimeoutError)
+    )
+    if timed_out:
+        raise CaptionBuildError(
+            f"The LLM server at {where} did not answer within {settings.timeout:g} s "
+            "(raise --timeout for slow local models)."
+        )
+    if isinstance(error, urllib.error.URLError):
+        raise _ConnectionFailed(f"Cannot reach the LLM server at {where}: {error.reason}.")
+    if isinstance(error, OSError | http.client.HTTPException):
+        raise _ConnectionFailed(f"Connection to the LLM server at {where} failed: {error}.")
+    raise error
+
+
 def _post(settings: LLMSettings, payload: dict[str, Any]) -> dict[str, Any]:
-    """POST ``payload``; return the decoded response or raise with a clear reason."""
+    """POST ``payload``; return the decoded response or raise with a clear reason.
+
+    HTTP 5xx answers and failed connections are retried ``settings.transport_retries``
+    times, waiting ``retry_backoff * 2**n`` seconds before retry ``n``.
+    """
     headers = {"Content-Type": "application/json", "Accept": "application/json"}
     if settings.api_key:
         headers["Authorization"] = f"Bearer {settings.api_key}"
@@ -210,39 +317,18 @@ def _post(settings: LLMSettings, payload: dict[str, Any]) -> dict[str, Any]:
         method="POST",
     )
     where = f"{settings.endpoint} (model {settings.model!r})"
-    try:
-        with urllib.request.urlopen(request, timeout=settings.timeout) as response:
-            body = response.read()
-    except urllib.error.HTTPError as error:
-        detail = _error_detail(error.read() or b"")
-        hint = ""
-        if error.code in (401, 403):
-            hint = f" Check the API key (--api-key or ${ENV_API_KEY[0]})."
-        elif error.code == 404:
-            hint = " Check --base-url (usually ending in /v1) and --model."
-        raise _HTTPStatusError(
-            error.code, f"The LLM server answered HTTP {error.code} at {where}: {detail}.{hint}"
-        ) from None
-    except TimeoutError:
-        raise CaptionBuildError(
-            f"The LLM server at {where} did not answer within {settings.timeout:g} s "
-            "(raise --timeout for slow local models)."
-        ) from None
-    except urllib.error.URLError as error:
-        if isinstance(error.reason, TimeoutError):
-            raise CaptionBuildError(
-                f"Connecting to the LLM server at {where} timed out after {settings.timeout:g} s."
-            ) from None
-        raise CaptionBuildError(
-            f"Cannot reach the LLM server at {where}: {error.reason}."
-        ) from None
-    except OSError as error:
-        raise CaptionBuildError(
-            f"Connection to the LLM server at {where} failed: {error}."
-        ) from None
+    for attempt in range(settings.transport_retries + 1):
+        try:
+            body = _post_once(settings, request, where)
+            break
+        except (_HTTPStatusError, _ConnectionFailed) as error:
+            retryable = isinstance(error, _ConnectionFailed) or error.status >= 500
+            if not retryable or attempt == settings.transport_retries:
+                raise
+            time.sleep(min(settings.retry_backoff * 2**attempt, MAX_BACKOFF_S))
     try:
         decoded = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         raise CaptionBuildError(
             f"The LLM server at {where} did not return JSON: {body[:200]!r}"
         ) from None
@@ -251,6 +337,10 @@ def _post(settings: LLMSettings, payload: dict[str, Any]) -> dict[str, Any]:
             f"The LLM server at {where} returned an unexpected {decoded!r:.200}"
         )
     return decoded
+
+
+class _ConnectionFailed(CaptionBuildError):
+    """The connection failed or broke (retried)."""
 
 
 class _HTTPStatusError(CaptionBuildError):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from functools import cache
 from importlib import resources
 from importlib.resources.abc import Traversable
@@ -72,14 +73,48 @@ def _lookup(name: str) -> tuple[str, str]:
     return found
 
 
+#: Largest caption file read (shipped ones are about 3 kB).
+MAX_CAPTION_BYTES = 256 * 1024
+#: Deepest nesting of JSON arrays and objects a caption may have (real ones reach 3).
+MAX_CAPTION_DEPTH = 16
+_JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+def _nesting_depth(text: str) -> int:
+    """Deepest nesting of ``[``/``{`` in JSON text (brackets inside strings ignored)."""
+    depth = deepest = 0
+    for match in _JSON_TOKEN.finditer(text):
+        token = match.group()
+        if token in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif token in "]}":
+            depth -= 1
+    return deepest
+
+
 def _decode(text: str, source: str) -> CategoryCaption:
+    if len(text) > MAX_CAPTION_BYTES:
+        raise CaptionError(f"{source}: larger than {MAX_CAPTION_BYTES} characters.")
+    text = text.removeprefix("\ufeff")  # a UTF-8 byte order mark (Windows editors)
+    if _nesting_depth(text) > MAX_CAPTION_DEPTH:
+        raise CaptionError(
+            f"{source}: JSON nested deeper than {MAX_CAPTION_DEPTH} levels; a caption is "
+            "an object of levels holding lists of strings."
+        )
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as error:
         raise CaptionError(
             f"{source}: not valid JSON (line {error.lineno}, column {error.colno}: {error.msg})."
         ) from None
+    except (ValueError, RecursionError) as error:
+        raise CaptionError(f"{source}: not valid JSON ({error}).") from None
     return parse_caption(data, source=source)
+
+
+def _no_constant(token: str) -> None:
+    raise ValueError(f"{token} is not a JSON value")
 
 
 @cache
@@ -96,7 +131,14 @@ def load_caption_file(path: str | Path) -> CategoryCaption:
     if not path.is_file():
         raise CaptionError(f"Caption file '{path}' does not exist or is not a file.")
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as stream:
+            data = stream.read(MAX_CAPTION_BYTES + 1)
+        if len(data) > MAX_CAPTION_BYTES:
+            raise CaptionError(
+                f"Caption file '{path}' is larger than {MAX_CAPTION_BYTES} bytes; a caption "
+                "is a few kilobytes of JSON."
+            )
+        text = data.decode("utf-8-sig")
     except (OSError, UnicodeDecodeError) as error:
         raise CaptionError(f"Cannot read caption file '{path}': {error}") from None
     return _decode(text, f"caption file '{path}'")
