@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from anomalign.backbones import DEFAULT_BACKBONE, Backbone
-from anomalign.bundles import DetectorBundle
+from anomalign.bundles import DetectorBundle, TensorSpec
 from anomalign.components.memory import PatchMemory
 from anomalign.components.postprocess import upsample
 from anomalign.data.images import ImageInput
@@ -152,6 +152,16 @@ class AnoCLIPHybrid(AnoCLIP):
             for block, bank in self.memory.banks.items():
                 bundle.tensors[f"memory.{block}"] = bank.contiguous()
         return bundle
+
+    @classmethod
+    def _bundle_tensors(cls, bundle: DetectorBundle) -> dict[str, TensorSpec]:
+        """AnoCLIP's text tensors, plus one memory bank ``(M, W)`` per memory block after a
+        k-shot fit."""
+        specs = AnoCLIP._bundle_tensors.__func__(cls, bundle)  # type: ignore[attr-defined]
+        if any(k.startswith("memory.") for k in bundle.tensors):
+            for block in bundle.extra.get("memory_blocks", ()):
+                specs[f"memory.{block}"] = TensorSpec(("M", "W"))
+        return specs
 
     @classmethod
     def _restore(cls, bundle: DetectorBundle, backbone: Any, device: str) -> AnoCLIPHybrid:

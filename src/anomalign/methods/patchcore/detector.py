@@ -12,7 +12,7 @@ import torch
 
 from anomalign.backbones import Backbone, as_backbone
 from anomalign.backbones.timm_family import weights_available
-from anomalign.bundles import DetectorBundle
+from anomalign.bundles import DetectorBundle, TensorSpec
 from anomalign.components.postprocess import gaussian_smooth, upsample
 from anomalign.data.images import ImageInput
 from anomalign.data.transforms import resize_map
@@ -185,6 +185,11 @@ class PatchCore(Detector):
             tensors={"memory": self.memory.contiguous()},
             extra={"category": self.category, "grid": list(self.grid or ())},
         )
+
+    @classmethod
+    def _bundle_tensors(cls, bundle: DetectorBundle) -> dict[str, TensorSpec]:
+        """The coreset memory ``(M, C)``: one locally aware patch feature per row."""
+        return {"memory": TensorSpec(("M", "C"))}
 
     @classmethod
     def _restore(cls, bundle: DetectorBundle, backbone: Any, device: str) -> PatchCore:

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from anomalign.backbones import DEFAULT_BACKBONE, Backbone, as_backbone
 from anomalign.backbones.windows import window_indices
-from anomalign.bundles import DetectorBundle
+from anomalign.bundles import DetectorBundle, TensorSpec
 from anomalign.data.images import ImageInput
 from anomalign.data.transforms import resize_map
 from anomalign.errors import ConfigError
@@ -167,6 +167,18 @@ class WinCLIP(Detector):
             tensors,
             {"category": self.category},
         )
+
+    @classmethod
+    def _bundle_tensors(cls, bundle: DetectorBundle) -> dict[str, TensorSpec]:
+        """The text pair ``(2, D)``; after a k-shot fit also the reference patch tokens
+        ``(kN, W)`` and the reference windows of each scale ``(k n_s, D)``."""
+        specs = {"text": TensorSpec((2, "D"))}
+        if "reference_patches" in bundle.tensors:
+            specs["reference_patches"] = TensorSpec(("KN", "W"))
+            scales = bundle.config.get("scales", WinCLIPConfig.scales)
+            for i in range(len(scales)):
+                specs[f"reference_windows.{i}"] = TensorSpec((f"K{i}", "D"))
+        return specs
 
     @classmethod
     def _restore(cls, bundle: DetectorBundle, backbone: Any, device: str) -> WinCLIP:
