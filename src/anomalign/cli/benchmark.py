@@ -29,7 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--dataset",
         required=True,
         help="mvtec, visa, mpdd, btad, loco, realiad, folder, "
-        "elpv, auto (detect from --root), or synthetic (generated, no files needed)",
+        "elpv, conformal-textile (both from installed packages), auto (detect from --root), "
+        "or synthetic (generated, no files needed)",
     )
     data.add_argument("--root", type=Path, help="dataset folder")
     data.add_argument("--categories", help="comma-separated categories (default: all)")
@@ -37,7 +38,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument(
         "--method", default="anoclip", help="comma-separated methods, e.g. anoclip,anoclip+"
     )
-    run.add_argument("--shots", default="0", help="comma-separated shot counts (default: 0)")
+    run.add_argument(
+        "--shots",
+        default="0",
+        help="comma-separated shot counts; 'full' = every normal training image (default: 0)",
+    )
     run.add_argument("--seeds", default="0", help="comma-separated k-shot seeds (default: 0)")
     run.add_argument("--backbone", default=DEFAULT_BACKBONE, help="backbone spec shared by all")
     run.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
@@ -59,6 +64,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--eval-aspect", default="auto", help="squash, keep (short side) or auto (default)"
     )
     evaluation.add_argument("--aupro", default="mvtec", help="mvtec (default), compat, anomalib")
+    evaluation.add_argument(
+        "--max-test",
+        help="score a seeded, label-stratified subset of at most this many test images per "
+        "category (quick runs; default: all)",
+    )
     output = parser.add_argument_group("output")
     output.add_argument("--out", type=Path, help="output folder (default: benchmark-<dataset>)")
     output.add_argument("--overlays", default="4", help="overlay examples per category (0: none)")
@@ -94,6 +104,7 @@ def build_config(args: argparse.Namespace) -> Any:
         parse_int_list,
         parse_name_list,
         parse_option,
+        parse_shots,
     )
 
     options: dict[str, dict[str, Any]] = {}
@@ -119,7 +130,7 @@ def build_config(args: argparse.Namespace) -> Any:
         root=None if args.root is None else str(args.root),
         categories=categories,
         methods=parse_name_list(args.method, "--method"),
-        shots=parse_int_list(args.shots, "--shots"),
+        shots=parse_shots(args.shots),
         seeds=parse_int_list(args.seeds, "--seeds"),
         backbone=args.backbone,
         device=args.device,
@@ -131,6 +142,7 @@ def build_config(args: argparse.Namespace) -> Any:
         batch_size=_int(args.batch_size, "--batch-size"),
         overlays=_int(args.overlays, "--overlays"),
         save_maps=args.save_maps,
+        max_test=None if args.max_test is None else _int(args.max_test, "--max-test"),
         synthetic=synthetic,
     )
     if args.synth_layout not in ("mvtec", "visa"):
@@ -140,13 +152,15 @@ def build_config(args: argparse.Namespace) -> Any:
 
 def command_line(config: Any, out: Path) -> list[str]:
     """A command that reproduces ``config`` (recorded in config.json and the report)."""
+    from anomalign.data.fewshot import shots_text
+
     argv = ["anomalign", "benchmark", "--dataset", config.dataset]
     if config.root is not None:
         argv += ["--root", config.root]
     if config.categories:
         argv += ["--categories", ",".join(config.categories)]
     argv += ["--method", ",".join(config.methods)]
-    argv += ["--shots", ",".join(map(str, config.shots))]
+    argv += ["--shots", ",".join(map(shots_text, config.shots))]
     argv += ["--seeds", ",".join(map(str, config.seeds))]
     argv += ["--backbone", config.backbone, "--device", config.device]
     argv += ["--precision", config.precision]
@@ -157,6 +171,8 @@ def command_line(config: Any, out: Path) -> list[str]:
     if config.eval_size is not None:
         argv += ["--eval-size", str(config.eval_size)]
     argv += ["--eval-aspect", config.eval_aspect, "--aupro", config.aupro_variant]
+    if config.max_test is not None:
+        argv += ["--max-test", str(config.max_test)]
     if config.dataset == "synthetic":
         s = config.synthetic
         argv += ["--synth-layout", s.layout, "--synth-image-size", str(s.image_size)]

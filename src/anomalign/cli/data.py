@@ -22,7 +22,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "inspect", help="show the layout, categories and counts of a dataset folder"
     )
     inspect.add_argument(
-        "root", nargs="?", type=Path, help="dataset root (optional only for --layout elpv)"
+        "root",
+        nargs="?",
+        type=Path,
+        help="dataset root (optional only for --layout elpv / conformal-textile)",
     )
     inspect.add_argument(
         "--layout", default="auto", choices=["auto", *LAYOUTS], help="layout (default: detect)"
@@ -54,8 +57,10 @@ def _inspect(args: argparse.Namespace) -> int:
 
     from anomalign.data.dataset import load_dataset
 
-    if args.root is None and args.layout != "elpv":
-        raise ConfigError("ROOT is required (it may be left out only with --layout elpv).")
+    if args.root is None and args.layout not in ("elpv", "conformal-textile"):
+        raise ConfigError(
+            "ROOT is required (it may be left out only with --layout elpv or conformal-textile)."
+        )
     options = {}
     if args.views:
         if args.layout not in ("auto", "realiad"):
@@ -66,7 +71,7 @@ def _inspect(args: argparse.Namespace) -> int:
         raise ConfigError(f"--views applies to the realiad layout, not {dataset.layout}.")
     console = Console(soft_wrap=False, width=max(Console().width, 100))
     how = "auto-detected" if args.layout == "auto" else "given"
-    console.print(f"[bold]Root[/bold]: {dataset.root or '(installed elpv-dataset package)'}")
+    console.print(f"[bold]Root[/bold]: {dataset.root or '(installed data package)'}")
     console.print(f"[bold]Layout[/bold]: {dataset.layout} ({how})")
     console.print(
         f"[bold]Categories[/bold] ({len(dataset.categories)}): {', '.join(dataset.categories)}"

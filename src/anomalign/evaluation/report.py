@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from anomalign import io
+from anomalign.data.fewshot import shots_text
 from anomalign.evaluation.anchors import Anchor, load_anchors
 from anomalign.evaluation.units import UnitRecord
 from anomalign.metrics import CategoryMetrics, ImageMetrics, MetricsReport, PixelMetrics, summarize
@@ -364,9 +365,14 @@ def render_markdown(
         "mean over categories",
         "- **Metric variants**: "
         + "; ".join(f"{k} {v}" for k, v in run["metric_variants"].items()),
-        f"- **Shots** {', '.join(map(str, config['shots']))} · **seeds** "
+        f"- **Shots** {', '.join(map(shots_text, config['shots']))} · **seeds** "
         f"{', '.join(map(str, config['seeds']))} (mean ± sample std over seeds for few-shot runs)",
     ]
+    if config.get("max_test") is not None:
+        lines.append(
+            f"- **Test subset**: at most {config['max_test']} test images per category "
+            "(seeded, label-stratified; `--max-test`), not the full test set"
+        )
     for note in run["plan"]["notes"]:
         lines.append(f"- {note}")
     if run.get("command"):
@@ -382,7 +388,12 @@ def render_markdown(
     header = ["Method", "Shots", "Seeds", *(t for _, t in TABLE_METRICS)]
     lines += ["## Comparison (mean over categories, %)", ""]
     rows = [
-        [r.method, str(r.shots), _seeds_text(r), *(fmt_stat(r.mean[m]) for m, _ in TABLE_METRICS)]
+        [
+            _method_label(r),
+            shots_text(r.shots),
+            _seeds_text(r),
+            *(fmt_stat(r.mean[m]) for m, _ in TABLE_METRICS),
+        ]
         for r in runs
     ]
     lines += [*_table(header, rows), ""]
@@ -396,7 +407,7 @@ def render_markdown(
     )
 
     for r in runs:
-        title = f"## {r.method}, {r.shots}-shot: per category (%)"
+        title = f"## {r.method}, {shots_text(r.shots)}-shot: per category (%)"
         lines += [title, ""]
         if not r.units:
             lines += ["No finished units.", ""]
@@ -473,7 +484,7 @@ def _published_section(
         published = anchors.for_run(dataset, r.shots, r.method)
         if not published:
             continue
-        body += [f"### {r.method}, {r.shots}-shot", ""]
+        body += [f"### {r.method}, {shots_text(r.shots)}-shot", ""]
         rows = [_anchor_row(a, f"{a.kind}: {a.method}") for a in published]
         rows.append(["**this run**", *(f"**{fmt_stat(r.mean[m])}**" for m, _ in TABLE_METRICS), ""])
         body += [*_table(header, rows, right=(1, len(header) - 1)), ""]
@@ -482,7 +493,7 @@ def _published_section(
         context = anchors.context(dataset, k, exclude=ours)
         if not context:
             continue
-        body += [f"### Other published methods, {k}-shot on {dataset} (context)", ""]
+        body += [f"### Other published methods, {shots_text(k)}-shot on {dataset} (context)", ""]
         rows = [
             _anchor_row(a, a.method + (f" [{a.protocol}]" if a.protocol else "")) for a in context
         ]
@@ -505,6 +516,12 @@ def _published_section(
     return lines + body
 
 
+def _method_label(r: RunSummary) -> str:
+    """The method name, with "★ ours" for methods of this project (no published method)."""
+    ours = any(u.get("method_info", {}).get("ours") for u in r.units)
+    return f"{r.method} ★ ours" if ours else r.method
+
+
 def _timing_section(anchors: Any, runs: list[RunSummary]) -> list[str]:
     lines = ["## Timing and memory", ""]
     rows = []
@@ -517,7 +534,7 @@ def _timing_section(anchors: Any, runs: list[RunSummary]) -> list[str]:
         rows.append(
             [
                 r.method,
-                str(r.shots),
+                shots_text(r.shots),
                 f"{t['fit_seconds_per_category']:.2f}",
                 fmt_ms(t["fit_ms_per_reference_image"]),
                 fmt_ms(t["inference_ms_per_image"]),
@@ -577,7 +594,7 @@ def _overlay_section(runs: list[RunSummary]) -> list[str]:
                 "range per category (min to max over its maps), shown by the colour bar.",
                 "",
             ]
-        lines += [f"### {r.method}, {r.shots}-shot", ""]
+        lines += [f"### {r.method}, {shots_text(r.shots)}-shot", ""]
         lines += [f"![{c}]({path})" for c, path in figures] + [""]
     return lines
 

@@ -27,7 +27,7 @@ import numpy as np
 
 from anomalign import __version__, io
 from anomalign.data.dataset import Dataset, load_dataset
-from anomalign.data.fewshot import shot_record
+from anomalign.data.fewshot import shot_record, shots_text, stable_order
 from anomalign.data.sample import Sample
 from anomalign.data.transforms import resize_map, resize_mask, short_side_size
 from anomalign.errors import ConfigError, DataError
@@ -118,7 +118,7 @@ def plan_units(
         settings: list[tuple[int, int | None]]
         if not protocol.uses_shots:
             settings = [(0, None)]
-            ignored = ", ".join(str(k) for k in config.shots if k > 0)
+            ignored = ", ".join(shots_text(k) for k in config.shots if k != 0)
             if ignored:
                 notes.append(
                     f"{method} uses no reference images: run once at 0 shots; shots {ignored} "
@@ -129,7 +129,7 @@ def plan_units(
         else:
             if 0 in config.shots and not protocol.zero_shot:
                 notes.append(f"{method} needs reference images: 0 shots skipped.")
-            ks = [k for k in config.shots if k > 0 or protocol.zero_shot]
+            ks = [k for k in config.shots if k != 0 or protocol.zero_shot]
             if not ks:
                 raise ConfigError(
                     f"--shots {','.join(map(str, config.shots))}: {method} needs at least one "
@@ -145,7 +145,7 @@ def plan_units(
             first_seed.setdefault(k, seed)
             for category in categories:
                 files: tuple[str, ...] = ()
-                if k > 0:
+                if k != 0:
                     shots = dataset.shots(category, k, seed if seed is not None else 0)
                     files = tuple(shot_record(shots, dataset.root))
                 key = UnitKey(method, k, seed, category)
@@ -164,6 +164,7 @@ def plan_units(
                     "seed": seed,
                     "category": category,
                     "shot_files": files,
+                    **({"max_test": config.max_test} if config.max_test is not None else {}),
                 }
                 units.append(
                     PlannedUnit(
@@ -235,6 +236,22 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
+def stratified_subset(samples: Sequence[Sample], limit: int, seed: int = 0) -> list[Sample]:
+    """At most ``limit`` test samples, stratified by label (each label keeps its share,
+    at least one), chosen by the seeded hash order of :func:`stable_order`; in the
+    original order."""
+    if len(samples) <= limit:
+        return list(samples)
+    keep: set[int] = set()
+    labels = sorted({s.label for s in samples})
+    for label in labels:
+        members = [i for i, s in enumerate(samples) if s.label == label]
+        share = max(1, round(limit * len(members) / len(samples)))
+        keys = [samples[i].image_path.as_posix() for i in members]
+        keep.update(members[j] for j in stable_order(keys, seed)[:share])
+    return [s for i, s in enumerate(samples) if i in keep]
+
+
 def _pixel_skip_reason(samples: Sequence[Sample]) -> str | None:
     anomalous = [s for s in samples if s.label == 1]
     if not anomalous:
@@ -252,8 +269,10 @@ def _run_unit(unit: PlannedUnit, index: int, ctx: _Context) -> dict[str, Any]:
     samples = list(ctx.dataset.filter(category=key.category, split="test"))
     if not samples:
         raise DataError(f"Category '{key.category}' has no test images.")
+    if config.max_test is not None:
+        samples = stratified_subset(samples, config.max_test)
     shots = []
-    if key.shots > 0:
+    if key.shots != 0:
         shots = ctx.dataset.shots(key.category, key.shots, key.seed or 0)
         if tuple(shot_record(shots, ctx.dataset.root)) != unit.shot_files:
             raise DataError(f"The reference images of {key.label} changed while planning.")
@@ -468,7 +487,7 @@ def _run_locked(
 
     shot_files: dict[str, dict[str, dict[str, list[str]]]] = {}
     for unit in plan:
-        if unit.key.shots > 0:
+        if unit.key.shots != 0:
             per_k = shot_files.setdefault(unit.key.category, {}).setdefault(str(unit.key.shots), {})
             per_k[str(unit.key.seed)] = list(unit.shot_files)
     run_record = {

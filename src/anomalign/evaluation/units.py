@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypedDict
 
+from anomalign.data.fewshot import shots_text
+
 #: Version of the unit file format; part of every unit hash.
 UNIT_SCHEMA = 1
 
@@ -32,16 +34,18 @@ class UnitKey:
     @property
     def label(self) -> str:
         seed = "" if self.seed is None else f" seed {self.seed}"
-        return f"{self.method} {self.shots}-shot{seed} · {self.category}"
+        return f"{self.method} {shots_text(self.shots)}-shot{seed} · {self.category}"
 
     def path(self, kind: str, suffix: str) -> Path:
         """Relative path of one of the unit's files (``kind``: units, scores, maps)."""
         name = self.category.replace("/", "_") + suffix
-        return Path(kind) / self.method / f"k{self.shots}" / self.seed_dir / name
+        return Path(kind) / self.method / f"k{shots_text(self.shots)}" / self.seed_dir / name
 
     def overlay_path(self) -> Path:
         """Relative path of the unit's overlay figure (one per method, shots, category)."""
-        return Path("overlays") / self.method / f"k{self.shots}" / f"{self.category}.png"
+        return (
+            Path("overlays") / self.method / f"k{shots_text(self.shots)}" / f"{self.category}.png"
+        )
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,6 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal, get_type_hints
 
-from anomalign.backbones.spec import DEFAULT_BACKBONE
 from anomalign.bundles import load_bundle
 from anomalign.errors import ConfigError
 from anomalign.options import coerce_value
@@ -36,6 +35,9 @@ LEARNING_TYPES: tuple[str, ...] = ("zero-shot", "few-shot", "zero-or-few-shot")
 BUILTIN_METHOD_MODULES: tuple[str, ...] = (
     "anomalign.methods.anoclip",
     "anomalign.methods.finegrainedad",
+    "anomalign.methods.patchcore",
+    "anomalign.methods.hybrid",
+    "anomalign.methods.winclip",
 )
 ENTRY_POINT_GROUP = "anomalign.methods"
 #: Constructor arguments that are not method options.
@@ -120,7 +122,10 @@ class MethodSpec:
         return out
 
     def create(self, **kwargs: Any) -> Detector:
-        """Build the detector with the fixed options applied."""
+        """Build the detector with the fixed options applied (``backbone=None``: the
+        method's own default backbone)."""
+        if kwargs.get("backbone", "") is None:
+            kwargs.pop("backbone")
         clash = sorted(set(kwargs) & set(self.fixed))
         if clash:
             raise ConfigError(
@@ -223,9 +228,11 @@ def method_spec(name: str) -> MethodSpec:
     return spec
 
 
-def create_detector(name: str, *, backbone: Any = DEFAULT_BACKBONE, **options: Any) -> Detector:
+def create_detector(name: str, *, backbone: Any = None, **options: Any) -> Detector:
     """Build a registered method by name, e.g. ``create_detector("anoclip+",
-    backbone="anomalign-tiny:random")``; ``options`` are the method's (preset, device, ...)."""
+    backbone="anomalign-tiny:random")``; ``options`` are the method's (preset, device, ...).
+    Without ``backbone`` each method uses its own default (CLIP methods:
+    :data:`DEFAULT_BACKBONE`)."""
     return method_spec(name).create(backbone=backbone, **options)
 
 

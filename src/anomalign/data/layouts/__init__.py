@@ -11,7 +11,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from anomalign.data.images import IMAGE_SUFFIXES
-from anomalign.data.layouts import btad, elpv, folder, loco, mpdd, mvtec, realiad, visa
+from anomalign.data.layouts import (
+    btad,
+    elpv,
+    folder,
+    loco,
+    mpdd,
+    mvtec,
+    realiad,
+    textile,
+    visa,
+)
 from anomalign.data.layouts._common import require_dir
 from anomalign.data.sample import Sample
 from anomalign.errors import ConfigError, DataError
@@ -41,6 +51,13 @@ LAYOUTS: dict[str, Layout] = {
         ),
         Layout("visa", "VisA (split_csv/1cls.csv)", visa.load, visa.categories, visa.detect),
         Layout("elpv", "ELPV solar cells (labels.csv)", elpv.load, elpv.categories, elpv.detect),
+        Layout(
+            textile.NAME,
+            "simulated textiles (conformal-clip-data: nominal/local/global)",
+            textile.load,
+            textile.categories,
+            textile.detect,
+        ),
         Layout("loco", "MVTec LOCO AD", loco.load, loco.categories, loco.detect),
         Layout("btad", "BTAD (ok/ko)", btad.load, btad.categories, btad.detect),
         Layout("mpdd", "MPDD", mpdd.load, mpdd.categories, mpdd.detect),

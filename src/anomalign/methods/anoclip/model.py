@@ -70,7 +70,10 @@ class AnoCLIPModel(nn.Module):
     def grid_maps(self, local_tokens: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
         """``(B, N, D)`` local tokens -> ``(B, 1, h, w)`` abnormal probability, smoothed."""
         probs = self.probabilities(local_tokens)[..., 1]
-        maps = probs.view(probs.shape[0], 1, *grid)
+        return self.smooth_grid(probs.view(probs.shape[0], 1, *grid))
+
+    def smooth_grid(self, maps: torch.Tensor) -> torch.Tensor:
+        """The configured patch-grid smoothing of ``(B, 1, h, w)`` maps."""
         if self.config.smoothing == "mean3":
             maps = mean_filter(maps, 3)
         elif self.config.smoothing == "mean5":
