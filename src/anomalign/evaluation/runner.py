@@ -65,8 +65,10 @@ def prepare_dataset(config: BenchmarkConfig, out_dir: Path) -> Dataset:
         s = config.synthetic
         categories = config.categories or s.categories
         root = out_dir / SYNTHETIC_DIR / f"{s.layout}-{stable_hash([asdict(s), categories])}"
-        for partial in root.parent.glob(f"{root.name}.partial-*"):
-            shutil.rmtree(partial, ignore_errors=True)  # left by a killed run
+        # left by a killed run: our staging folder, and the generator's own (hidden) one
+        for pattern in (f"{root.name}.partial-*", f".{root.name}.partial-*"):
+            for partial in root.parent.glob(pattern):
+                shutil.rmtree(partial, ignore_errors=True)
         if not root.exists():  # generated aside, then renamed: never half a dataset
             partial = root.with_name(f"{root.name}.partial-{os.getpid()}")
             generate_synthetic_dataset(
