@@ -13,6 +13,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -32,6 +33,37 @@ RANDOM_INIT_SEED = 0
 
 class UntrainedBackboneWarning(UserWarning):
     """Emitted when a backbone has random weights: its outputs mean nothing."""
+
+
+def warn_untrained(spec: BackboneSpec) -> None:
+    """The one warning every family gives for random weights (``ARCH:random``)."""
+    import warnings
+
+    warnings.warn(
+        f"Backbone '{spec}' has random weights: results are for pipeline checks only and "
+        "are flagged 'untrained_backbone'.",
+        UntrainedBackboneWarning,
+        stacklevel=4,
+    )
+
+
+def checked_weights_file(spec: BackboneSpec, how_to_provide: str) -> Path:
+    """The local weights file of an ``ARCH:/path`` spec; one-line errors when it is missing
+    or is not a checkpoint file (``how_to_provide`` says how to give one)."""
+    from anomalign.backbones.spec import CHECKPOINT_SUFFIXES
+    from anomalign.errors import ConfigError, WeightsUnavailableError
+
+    path = Path(spec.value)
+    if not path.is_file():
+        raise WeightsUnavailableError(
+            f"Backbone '{spec}': weights file '{path}' does not exist.\n" + how_to_provide
+        )
+    if path.suffix.lower() not in CHECKPOINT_SUFFIXES:
+        raise ConfigError(
+            f"Backbone '{spec}': '{path.name}' is not a checkpoint; expected one of "
+            f"{', '.join(CHECKPOINT_SUFFIXES)}."
+        )
+    return path
 
 
 @dataclass

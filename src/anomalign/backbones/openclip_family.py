@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-import warnings
 from collections.abc import Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -24,12 +23,12 @@ from anomalign.backbones.base import (
     Backbone,
     ImageTokens,
     Precision,
-    UntrainedBackboneWarning,
+    checked_weights_file,
+    warn_untrained,
 )
 from anomalign.backbones.dual_path import DualPathEncoder
 from anomalign.backbones.preprocess import ImagePreprocessor
 from anomalign.backbones.spec import (
-    CHECKPOINT_SUFFIXES,
     BackboneSpec,
     WeightSource,
 )
@@ -216,25 +215,10 @@ def _build_model(spec: BackboneSpec, device: torch.device, cache_dir: str | None
             # open_clip logs its own "initialized randomly" warning; ours below says more.
             torch.manual_seed(RANDOM_INIT_SEED)
             model = _create(spec.arch, None, False, device)
-        warnings.warn(
-            f"Backbone '{spec}' has random weights: results are for pipeline checks only "
-            "and are flagged 'untrained_backbone'.",
-            UntrainedBackboneWarning,
-            stacklevel=3,
-        )
+        warn_untrained(spec)
         return model, None
     if spec.source is WeightSource.FILE:
-        path = Path(spec.value)
-        if not path.is_file():
-            raise WeightsUnavailableError(
-                f"Backbone '{spec}': checkpoint file '{path}' does not exist.\n"
-                + how_to_provide(spec)
-            )
-        if path.suffix.lower() not in CHECKPOINT_SUFFIXES:
-            raise ConfigError(
-                f"Backbone '{spec}': '{path.name}' is not a checkpoint; expected one of "
-                f"{', '.join(CHECKPOINT_SUFFIXES)}."
-            )
+        path = checked_weights_file(spec, how_to_provide(spec))
         try:
             return _create(spec.arch, str(path), False, device), str(path)
         except ConfigError:

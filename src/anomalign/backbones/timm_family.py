@@ -12,7 +12,6 @@ or a ViT block. Tokens are the feature map flattened row-major to ``(B, h*w, C)`
 from __future__ import annotations
 
 import time
-import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,11 +26,12 @@ from anomalign.backbones.base import (
     Backbone,
     ImageTokens,
     Precision,
-    UntrainedBackboneWarning,
+    checked_weights_file,
+    warn_untrained,
 )
 from anomalign.backbones.packaged import load_packaged_state, packaged_weights
 from anomalign.backbones.preprocess import ImagePreprocessor
-from anomalign.backbones.spec import CHECKPOINT_SUFFIXES, BackboneSpec, WeightSource
+from anomalign.backbones.spec import BackboneSpec, WeightSource
 from anomalign.backbones.weights import offline, refused_checkpoint
 from anomalign.errors import ConfigError, WeightsUnavailableError
 
@@ -186,25 +186,10 @@ def load_timm(
         model.load_state_dict(state, strict=True)
         weights_path = str(path)
     elif parsed.source is WeightSource.RANDOM:
-        warnings.warn(
-            f"Backbone '{parsed}' has random weights: results are for pipeline checks only and "
-            "are flagged 'untrained_backbone'.",
-            UntrainedBackboneWarning,
-            stacklevel=3,
-        )
+        warn_untrained(parsed)
     else:
         if parsed.source is WeightSource.FILE:
-            path = Path(parsed.value)
-            if not path.is_file():
-                raise WeightsUnavailableError(
-                    f"Backbone '{parsed}': weights file '{path}' does not exist.\n"
-                    + how_to_provide_timm(parsed)
-                )
-            if path.suffix.lower() not in CHECKPOINT_SUFFIXES:
-                raise ConfigError(
-                    f"Backbone '{parsed}': '{path.name}' is not a weights file; expected one of "
-                    f"{', '.join(CHECKPOINT_SUFFIXES)}."
-                )
+            path = checked_weights_file(parsed, how_to_provide_timm(parsed))
         else:
             cached = _cached_pretrained(parsed.arch, parsed.value)
             if cached is None:
