@@ -42,9 +42,22 @@ class WindowTokens:
     patches: torch.Tensor
 
 
-def _cls_embedding(visual: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    x = visual.ln_post(x[:, 0])
-    return x @ visual.proj if visual.proj is not None else x
+def _window_embedding(visual: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``(n, 1 + k, W)`` window sequences -> ``(n, D)`` projected CLS outputs.
+
+    Only the CLS output of the last block is used, so that block attends from the CLS
+    query alone and runs its MLP on the CLS token alone: the same numbers, a twelfth of
+    the last block's work for a 3 x 3 window (about 6% of the window pass in all).
+    """
+    *blocks, last = visual.transformer.resblocks
+    for block in blocks:
+        x = block(x)
+    h = last.ln_1(x)
+    attended = last.attn(h[:, :1], h, h, need_weights=False)[0]
+    cls = x[:, :1] + last.ls_1(attended)
+    cls = cls + last.ls_2(last.mlp(last.ln_2(cls)))
+    cls = visual.ln_post(cls[:, 0])
+    return cls @ visual.proj if visual.proj is not None else cls
 
 
 @torch.no_grad()
@@ -72,8 +85,7 @@ def encode_windows(
         gathered = embedded[:, with_cls]  # (B, n, 1 + k, W)
         flat = gathered.reshape(batch * count, with_cls.shape[1], width)
         parts = [
-            _cls_embedding(visual, visual.transformer(flat[s : s + chunk]))
-            for s in range(0, flat.shape[0], chunk)
+            _window_embedding(visual, flat[s : s + chunk]) for s in range(0, flat.shape[0], chunk)
         ]
         out.append(torch.cat(parts).view(batch, count, -1))
     return WindowTokens(image, out, tokens[:, 1:])
