@@ -140,6 +140,23 @@ class Detector(ABC):
         """Rebuild the method state written by :meth:`_bundle`."""
 
     @classmethod
+    def _unfitted_from_bundle(
+        cls, bundle: DetectorBundle, backbone: Any, device: str, **arguments: Any
+    ) -> Self:
+        """A new, unfitted detector with the bundle's preset and options (JSON lists back
+        to tuples) plus ``arguments``, on ``backbone`` or the bundle's own; refuses a
+        backbone other than the one the bundle was fitted with. For :meth:`_restore`."""
+        options = {k: tuple(v) if isinstance(v, list) else v for k, v in bundle.config.items()}
+        options.update(arguments)
+        detector = cls(backbone or bundle.backbone, device=device, **options)
+        used = str(detector.backbone.spec)  # type: ignore[attr-defined]
+        if used != bundle.backbone:
+            raise ConfigError(
+                f"The bundle was fitted with backbone '{bundle.backbone}', not '{used}'."
+            )
+        return detector
+
+    @classmethod
     @abstractmethod
     def _bundle_tensors(cls, bundle: DetectorBundle) -> dict[str, TensorSpec]:
         """The tensors a bundle of this method must hold (names, shapes, dtypes), read

@@ -150,14 +150,7 @@ class AnoCLIP(Detector):
     def _restore(cls, bundle: DetectorBundle, backbone: Any, device: str) -> AnoCLIP:
         """Rebuild a detector from a bundle (text features restored, no prompts re-encoded)."""
         bundle.extra_as(AnoCLIPExtra)
-        config = dict(bundle.config)
-        preset = config.pop("preset", "official")
-        detector = cls(backbone or bundle.backbone, preset=preset, device=device, **config)
-        if str(detector.backbone.spec) != bundle.backbone:
-            raise ConfigError(
-                f"The bundle was fitted with backbone '{bundle.backbone}', not "
-                f"'{detector.backbone.spec}'."
-            )
+        detector = cls._unfitted_from_bundle(bundle, backbone, device)
         extra = bundle.extra
         detector.category = extra.get("category")
         detector.object_name = extra.get("object_name")

@@ -165,17 +165,13 @@ class AnoCLIPHybrid(AnoCLIP):
 
     @classmethod
     def _restore(cls, bundle: DetectorBundle, backbone: Any, device: str) -> AnoCLIPHybrid:
-        config = dict(bundle.config)
-        preset = config.pop("preset")
-        config.pop("tta", None)
         extra = bundle.extra
-        detector = cls(
-            backbone or bundle.backbone,
-            preset=preset,
-            device=device,
+        detector = cls._unfitted_from_bundle(
+            bundle,
+            backbone,
+            device,
             memory_blocks=tuple(extra["memory_blocks"]),
             text_weight=float(extra["text_weight"]),
-            **config,
         )
         plain = AnoCLIP._restore.__func__(AnoCLIP, bundle, detector.backbone, device)  # type: ignore[attr-defined]
         detector.category, detector.object_name = plain.category, plain.object_name

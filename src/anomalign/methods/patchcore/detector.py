@@ -193,15 +193,7 @@ class PatchCore(Detector):
 
     @classmethod
     def _restore(cls, bundle: DetectorBundle, backbone: Any, device: str) -> PatchCore:
-        config = dict(bundle.config)
-        preset = config.pop("preset")
-        config["blocks"] = tuple(config["blocks"])
-        detector = cls(backbone or bundle.backbone, preset=preset, device=device, **config)
-        if str(detector.backbone.spec) != bundle.backbone:
-            raise ConfigError(
-                f"The bundle was fitted with backbone '{bundle.backbone}', not "
-                f"'{detector.backbone.spec}'."
-            )
+        detector = cls._unfitted_from_bundle(bundle, backbone, device)
         detector.memory = bundle.tensors["memory"].to(detector.backbone.device)
         detector.category = bundle.extra.get("category")
         grid = bundle.extra.get("grid")

@@ -182,15 +182,7 @@ class WinCLIP(Detector):
 
     @classmethod
     def _restore(cls, bundle: DetectorBundle, backbone: Any, device: str) -> WinCLIP:
-        config = dict(bundle.config)
-        preset = config.pop("preset")
-        config["scales"] = tuple(config["scales"])
-        detector = cls(backbone or bundle.backbone, preset=preset, device=device, **config)
-        if str(detector.backbone.spec) != bundle.backbone:
-            raise ConfigError(
-                f"The bundle was fitted with backbone '{bundle.backbone}', not "
-                f"'{detector.backbone.spec}'."
-            )
+        detector = cls._unfitted_from_bundle(bundle, backbone, device)
         detector.category = bundle.extra.get("category")
         detector.text[object_name_for_category(detector.category)] = bundle.tensors["text"]
         if "reference_patches" in bundle.tensors:
