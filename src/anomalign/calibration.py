@@ -12,12 +12,22 @@ range is set once, from the maps of normal images, and stored in the bundle as
   of the scale (``headroom=2``), so anomalies stronger than anything normal stand out.
 
 ``score_low`` / ``score_high`` are the median and the largest normal image score, for
-reading a score without a threshold ("above every normal calibration image").
+reading a score without a threshold ("above every normal calibration image"). Their
+difference, the *normal spread*, is the unit of the one confidence every output reports
+(service replies, the web page, Ray's Parquet rows):
+
+* ``margin = (score - threshold) / (score_high - score_low)``: 0 on the threshold, +1 one
+  normal spread above it (anomalous side), -1 one spread below it;
+* ``confidence = 1 / (1 + 9 ** -|margin|)``: the confidence in the decision made,
+  whichever side it falls on: 0.5 on the threshold, 0.9 one normal spread away, 0.99
+  about two spreads away. None without a threshold or a positive spread.
+
 Without normal images the method's nominal range [0, 1] is used (``source`` says so).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -31,6 +41,11 @@ HEADROOM = 2.0
 #: Largest number of pixels drawn (evenly spaced) from the normal maps for the quantiles.
 MAX_PIXELS = 4_000_000
 UNCALIBRATED = "uncalibrated: nominal range [0, 1], no normal images were given"
+CONFIDENCE_RULE = (
+    "margin = (score - threshold) / (score_high - score_low) with score_low/score_high the "
+    "median/largest normal calibration score; confidence = 1 / (1 + 9 ** -|margin|): the "
+    "confidence in the decision, 0.5 at the threshold, 0.9 one normal spread away"
+)
 
 
 @dataclass(frozen=True)
@@ -57,6 +72,29 @@ class Calibration:
     def calibrated(self) -> bool:
         """True when the range comes from normal images."""
         return self.n_images > 0
+
+    @property
+    def score_spread(self) -> float | None:
+        """``score_high - score_low`` when both are known and it is positive, else None."""
+        if self.score_low is None or self.score_high is None:
+            return None
+        spread = float(self.score_high) - float(self.score_low)
+        return spread if math.isfinite(spread) and spread > 0 else None
+
+    def margin(self, score: float, threshold: float | None) -> float | None:
+        """The score's distance from ``threshold`` in normal spreads (positive: the
+        anomalous side); None without a threshold, a spread or a finite score."""
+        spread = self.score_spread
+        if threshold is None or spread is None or not math.isfinite(score):
+            return None
+        return (float(score) - float(threshold)) / spread
+
+    def confidence(self, score: float, threshold: float | None) -> float | None:
+        """Confidence in the decision at ``threshold``, in [0.5, 1] (module docs)."""
+        distance = self.margin(score, threshold)
+        if distance is None:
+            return None
+        return 1.0 / (1.0 + math.exp(max(-abs(distance) * math.log(9.0), -700.0)))
 
     def normalize(self, amap: np.ndarray) -> np.ndarray:
         """Map values to the calibrated scale, 0 at ``map_low`` and 1 at ``map_high``

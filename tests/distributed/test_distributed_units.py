@@ -10,9 +10,9 @@ import pyarrow as pa
 import pytest
 from ray_helpers import make_inputs
 
-from anomalign.calibration import Calibration
+from anomalign import load_detector
 from anomalign.cli import main
-from anomalign.distributed import COLUMNS, SCHEMA, confidence, predict_dataset, sources
+from anomalign.distributed import COLUMNS, SCHEMA, predict_dataset, sources
 from anomalign.distributed.engine import (
     MANIFEST,
     BatchPredictor,
@@ -21,23 +21,10 @@ from anomalign.distributed.engine import (
     plan_batches,
     read_batches,
 )
-from anomalign.distributed.schema import decode_map, rows_to_table
+from anomalign.distributed.schema import SCHEMA_VERSION, decode_map, rows_to_table
 from anomalign.errors import ConfigError, DataError
-from anomalign.thresholds import manual_threshold
 
 README = Path(__file__).resolve().parents[2] / "README.md"
-
-
-def test_confidence_is_half_at_the_threshold() -> None:
-    calibration = Calibration(score_low=0.2, score_high=0.4, n_images=5)
-    assert confidence(0.1, calibration, 0.6) == 0.0
-    assert confidence(0.2, calibration, 0.6) == 0.0
-    assert confidence(0.6, calibration, manual_threshold(0.6)) == 0.5
-    assert confidence(0.4, calibration, None) == 0.5  # no threshold: the largest normal score
-    assert confidence(1.0, calibration, 0.6) == 1.0
-    assert confidence(0.5, Calibration(), 0.6) is None  # uncalibrated: no score range
-    assert confidence(0.5, calibration, 0.1) is None  # threshold below the median normal
-    assert confidence(float("nan"), calibration, 0.6) is None
 
 
 def test_inputs_paths_and_file_uris_are_one_identity(ray_synth: Path, tmp_path: Path) -> None:
@@ -144,12 +131,14 @@ def test_rows_have_the_schema_and_per_image_semantics(
         assert len(rows[name]["content_hash"]) == 64
     ok = [r for r in rows.values() if r["status"] == "ok"]
     assert len(ok) == 9
+    calibrations = {str(b): load_detector(b).calibration for b in (bundle_a, bundle_b)}
     for row in ok:
         assert row["decision"] in ("anomalous", "normal") and row["untrained_backbone"]
         assert (row["decision"] == "anomalous") == (row["score"] >= row["threshold"])
-        if row["detector"] == str(bundle_a):  # b's threshold (FPR 0.5) is not above the
-            assert 0.0 <= row["confidence"] <= 1.0  # median normal score: no confidence
-            assert (row["confidence"] >= 0.5) == (row["decision"] == "anomalous")
+        # the service's confidence in the decision, from the detector's own calibration
+        expected = calibrations[row["detector"]].confidence(row["score"], row["threshold"])
+        assert expected is not None and 0.5 <= expected <= 1.0
+        assert row["confidence"] == pytest.approx(expected)
         assert decode_map(row).shape == (64, 64)
 
     def nan_predict(images, **kwargs):  # a detector whose score is not finite
@@ -177,8 +166,9 @@ def test_resume_refuses_other_settings_before_starting_ray(
 ) -> None:
     out = tmp_path / "out"
     out.mkdir()
-    (out / MANIFEST).write_text(json.dumps({"schema_version": 1, "settings": {"maps": True,
-                                "max_side": 512}, "runs": []}))  # fmt: skip
+    settings = {"maps": True, "max_side": 512}
+    manifest = {"schema_version": SCHEMA_VERSION, "settings": settings, "runs": []}
+    (out / MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(DataError, match="max_side differs"):
         predict_dataset(bundle_a, [ray_synth], out, max_side=1024)
     with pytest.raises(ConfigError, match="at least 1"):

@@ -77,6 +77,24 @@ def test_threshold_round_trip_and_manual() -> None:
         Threshold(0.1, mode="guess")  # type: ignore[arg-type]
 
 
+def test_confidence_in_the_decision_follows_one_rule() -> None:
+    """0.5 on the threshold, 0.9 one normal spread away on either side; None without a
+    threshold, a positive spread or a finite score (service and Ray use this rule)."""
+    calibration = Calibration(score_low=1.0, score_high=1.5, n_images=5)
+    assert calibration.score_spread == pytest.approx(0.5)
+    assert calibration.confidence(1.0, 1.0) == pytest.approx(0.5)
+    assert calibration.confidence(1.5, 1.0) == pytest.approx(0.9)
+    assert calibration.confidence(0.5, 1.0) == pytest.approx(0.9)
+    assert calibration.confidence(2.0, 1.0) == pytest.approx(1 / (1 + 9**-2))
+    assert calibration.margin(2.0, 1.0) == pytest.approx(2.0)
+    assert calibration.margin(0.5, 1.0) == pytest.approx(-1.0)
+    assert calibration.confidence(1e9, 1.0) == 1.0  # no overflow far from the threshold
+    assert calibration.confidence(1.0, None) is None
+    assert calibration.confidence(float("nan"), 1.0) is None
+    assert Calibration().confidence(1.0, 0.5) is None  # uncalibrated: no spread
+    assert Calibration(score_low=0.3, score_high=0.3, n_images=1).score_spread is None
+
+
 def test_calibration_is_one_fixed_range() -> None:
     rng = np.random.default_rng(0)
     normal_maps = [rng.normal(0.3, 0.01, (32, 32)).astype(np.float32) for _ in range(4)]

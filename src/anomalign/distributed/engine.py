@@ -42,13 +42,13 @@ import numpy as np
 import pyarrow as pa
 
 from anomalign import __version__
+from anomalign.calibration import CONFIDENCE_RULE
 from anomalign.data.images import load_rgb_bytes_sized, path_text
 from anomalign.data.transforms import resize_map
 from anomalign.distributed import sources
 from anomalign.distributed.schema import (
     SCHEMA,
     SCHEMA_VERSION,
-    confidence,
     now,
     png16_bytes,
     rows_to_table,
@@ -320,7 +320,9 @@ class BatchPredictor:
             "score": score,
             "decision": decision,
             "threshold": None if threshold is None else threshold.value,
-            "confidence": confidence(score, calibration, threshold),
+            "confidence": calibration.confidence(
+                score, None if threshold is None else threshold.value
+            ),
             "height": height,
             "width": width,
             "map_png": png16_bytes(calibration.to_uint16(amap)) if self.maps else None,
@@ -528,9 +530,7 @@ def _settings(maps: bool, max_side: int) -> dict[str, Any]:
         "map_low)",
         "map_size": f"image size, long side at most {max_side} px (aspect kept)",
         "decision_rule": "anomalous when score >= threshold",
-        "confidence_rule": "clip(0.5 * (score - score_low) / (ref - score_low), 0, 1); "
-        "score_low = median normal score of the calibration, ref = threshold (else the "
-        "largest normal score)",
+        "confidence_rule": CONFIDENCE_RULE,
     }
 
 

@@ -14,7 +14,6 @@ cannot be read, or whose score or map is not finite, is an ``error`` row.
 from __future__ import annotations
 
 import io
-import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -23,12 +22,9 @@ import numpy as np
 import pyarrow as pa
 from PIL import Image
 
-from anomalign.calibration import Calibration
-from anomalign.thresholds import Threshold
-
 #: Bumped when a column is added, removed or changes meaning; resuming into a folder
 #: written with another version is refused.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 #: ``name -> (Arrow type, nullable, meaning)``, in column order.
 COLUMNS: dict[str, tuple[pa.DataType, bool, str]] = {
@@ -63,9 +59,9 @@ COLUMNS: dict[str, tuple[pa.DataType, bool, str]] = {
     "confidence": (
         pa.float64(),
         True,
-        "calibrated anomaly confidence in [0, 1] (see anomalign.distributed.confidence): "
-        "0 at or below the median normal score, 0.5 at the threshold (else at the largest "
-        "normal score), 1 at twice that distance; null without a calibrated score range",
+        "confidence in the decision, in [0.5, 1] (Calibration.confidence, as the service "
+        "reports it): 0.5 at the threshold, 0.9 one normal score spread away; null without "
+        "a threshold or a calibrated score range",
     ),
     "height": (pa.int32(), True, "image height in pixels"),
     "width": (pa.int32(), True, "image width in pixels"),
@@ -109,31 +105,6 @@ def schema_doc() -> list[dict[str, str]]:
         {"name": name, "type": str(kind), "nullable": str(nullable).lower(), "meaning": meaning}
         for name, (kind, nullable, meaning) in COLUMNS.items()
     ]
-
-
-def confidence(
-    score: float, calibration: Calibration, threshold: Threshold | float | None = None
-) -> float | None:
-    """Where ``score`` lies on the detector's calibrated normal score range, in [0, 1].
-
-    With ``low`` the median normal score (``calibration.score_low``) and ``ref`` the decision
-    threshold (or, without one, the largest normal score ``calibration.score_high``)::
-
-        confidence = clip(0.5 * (score - low) / (ref - low), 0, 1)
-
-    so 0 means "as normal as the typical normal image", 0.5 is exactly the threshold
-    (confidence >= 0.5 is the "anomalous" decision) and 1 is twice as far above the
-    median as the threshold. None when the detector has no calibrated score range, or the
-    reference does not lie above the median.
-    """
-    low = calibration.score_low
-    if threshold is not None:
-        ref: float | None = float(getattr(threshold, "value", threshold))
-    else:
-        ref = calibration.score_high
-    if low is None or ref is None or not math.isfinite(score) or not ref > low:
-        return None
-    return float(min(1.0, max(0.0, 0.5 * (score - low) / (ref - low))))
 
 
 def png16_bytes(encoded: np.ndarray) -> bytes:

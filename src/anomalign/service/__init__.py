@@ -4,7 +4,7 @@
   :func:`serve` runs it with uvicorn, :class:`ServerThread` in a background thread.
 * Concurrent requests to one detector share forward passes (:mod:`.batching`); every
   limit and error is a JSON ``{error, detail}`` reply (:mod:`.errors`); each verdict has a
-  calibrated confidence (:mod:`.confidence`).
+  calibrated confidence (:meth:`anomalign.calibration.Calibration.confidence`).
 * Only :mod:`.adapter` touches the detector API.
 
 Needs the ``serve`` extra: ``pip install anomalign[serve]``.

@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 
 import anomalign
+from anomalign.calibration import Calibration
 from anomalign.methods.base import Detector
 from anomalign.results import Prediction
-from anomalign.service.confidence import normal_spread
 from anomalign.service.images import encode_png
 from anomalign.viz.render import UNTRAINED_MARK
 
@@ -85,10 +85,9 @@ class ServedDetector:
         return bool(self.detector.untrained_backbone)
 
     @property
-    def spread(self) -> float | None:
-        """The normal spread of scores (see :mod:`.confidence`), or None."""
-        calibration = self.detector.calibration
-        return normal_spread(calibration.score_low, calibration.score_high)
+    def calibration(self) -> Calibration:
+        """The detector's calibration: map range, normal scores, confidence rule."""
+        return self.detector.calibration
 
     def describe(self) -> dict[str, Any]:
         """JSON-safe listing entry: method, backbone, threshold, calibration, fit record."""
@@ -106,7 +105,7 @@ class ServedDetector:
                 "fit": described.get("fit", {}),
                 "options": described.get("options", {}),
                 "preset": described.get("preset"),
-                "normal_spread": self.spread,
+                "normal_spread": calibration.score_spread,
                 "validation_scores": self.validation_scores(),
             }
         )

@@ -38,10 +38,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from anomalign import __version__
+from anomalign.calibration import CONFIDENCE_RULE
 from anomalign.errors import ConfigError
 from anomalign.service.adapter import UNTRAINED_WARNING, BatchPrediction, ServedDetector
 from anomalign.service.batching import MicroBatcher
-from anomalign.service.confidence import CONFIDENCE_RULE, confidence, margin
 from anomalign.service.config import ServiceConfig
 from anomalign.service.errors import STATUS_CODES, ServiceError, error_body
 from anomalign.service.images import decode_image
@@ -584,7 +584,7 @@ def _results(
     maps: bool,
     overlays: bool,
 ) -> list[ImageResult]:
-    threshold, spread = detector.threshold, detector.spread
+    threshold, calibration = detector.threshold, detector.calibration
     results = []
     for index, ((filename, _), rgb, (prediction, position)) in enumerate(
         zip(uploads, rgbs, outcomes, strict=True)
@@ -600,8 +600,8 @@ def _results(
                 score=score,
                 decision=None if decided is None else ("anomalous" if decided else "normal"),
                 threshold=threshold,
-                margin=margin(score, threshold, spread),
-                confidence=confidence(score, threshold, spread),
+                margin=calibration.margin(score, threshold),
+                confidence=calibration.confidence(score, threshold),
                 map_png=_b64(prediction.map_png(position)) if maps else None,
                 overlay_png=_b64(prediction.overlay_png(position, rgb)) if overlays else None,
             )

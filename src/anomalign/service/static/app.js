@@ -1,6 +1,6 @@
 // The anomalign inspection page: pick a detector, send images, re-decide with a slider.
 // Decisions follow the service's rule (anomalous when score >= threshold); the confidence
-// is recomputed here with the service's rule (see anomalign/service/confidence.py).
+// is recomputed here with the service's rule (see Calibration.confidence in anomalign/calibration.py).
 "use strict";
 
 // `exact` holds a threshold set exactly (the bundle's), which the slider's steps would round.
