@@ -7,6 +7,8 @@ import pytest
 from anomalign.errors import ConfigError
 from anomalign.methods.anoclip import AnoCLIPConfig
 from anomalign.methods.finegrainedad import FineGrainedADConfig
+from anomalign.methods.patchcore.config import PatchCoreConfig
+from anomalign.methods.winclip.config import WinCLIPConfig
 
 
 @pytest.mark.parametrize(
@@ -46,6 +48,29 @@ def test_finegrainedad_option_out_of_bounds_is_a_config_error(option, value, nee
         FineGrainedADConfig.from_preset("default", **{option: value})
 
 
+@pytest.mark.parametrize(
+    ("config", "label", "option", "value", "needle"),
+    [
+        (PatchCoreConfig, "PatchCore", "sigma", float("nan"), "finite"),
+        (PatchCoreConfig, "PatchCore", "coreset_ratio", 0.0, r"\(0, 1\]"),
+        (PatchCoreConfig, "PatchCore", "num_neighbors", 2.5, "whole number"),
+        (PatchCoreConfig, "PatchCore", "blocks", (0, 3), "out of range"),
+        (PatchCoreConfig, "PatchCore", "neighbourhood", 4, "odd number"),
+        (PatchCoreConfig, "PatchCore", "embed_dim", "big", "whole number"),
+        (WinCLIPConfig, "WinCLIP", "chunk", 0, "out of range"),
+        (WinCLIPConfig, "WinCLIP", "scales", (2, 0), "out of range"),
+        (WinCLIPConfig, "WinCLIP", "scales", (), "at least one"),
+    ],
+)
+def test_baseline_option_out_of_bounds_is_a_config_error(
+    config, label, option, value, needle
+) -> None:
+    with pytest.raises(ConfigError, match=rf"{label} option {option}.*{needle}"):
+        config.from_preset("default", **{option: value})
+
+
 def test_in_range_options_and_optional_none_are_accepted() -> None:
     assert AnoCLIPConfig.from_preset("default", tta_steps=20, vv_depth=None).tta_steps == 20
     assert FineGrainedADConfig.from_preset("default", memory_blocks=[2, 5]).memory_blocks == (2, 5)
+    assert PatchCoreConfig.from_preset("default", coreset_max=None, sigma=0).coreset_max is None
+    assert WinCLIPConfig.from_preset("default", scales=[1, 2], chunk=64).scales == (1, 2)

@@ -138,12 +138,13 @@ class OpenCLIPBackbone(Backbone):
         dtype = self.model.visual.conv1.weight.dtype
         return self.model.encode_image(pixels.to(self.device, dtype))
 
-    def encode_windows(self, pixels: torch.Tensor, windows) -> Any:
+    def encode_windows(self, pixels: torch.Tensor, windows, chunk: int = 4096) -> Any:
         """WinCLIP's window-masked encoding (:func:`.windows.encode_windows`): image,
-        per-scale window and patch embeddings of one pass."""
+        per-scale window and patch embeddings of one pass; ``chunk`` window sequences
+        per transformer call."""
         from anomalign.backbones.windows import encode_windows
 
-        return encode_windows(self.model.visual, pixels.to(self.device), windows)
+        return encode_windows(self.model.visual, pixels.to(self.device), windows, chunk)
 
     @cached_property
     def text(self) -> TextEncoder:

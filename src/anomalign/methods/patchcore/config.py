@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from anomalign.errors import ConfigError
-from anomalign.methods.options import check_choices, config_from_preset
+from anomalign.methods.options import Bound, check_choices, check_numbers, config_from_preset
 
 Preset = Literal["default", "official"]
 
@@ -61,29 +61,32 @@ class PatchCoreConfig:
         return config
 
     def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the option when a value is out of range."""
         check_choices(self, "PatchCore")
+        check_numbers(self, "PatchCore", BOUNDS)
         if not self.blocks:
             raise ConfigError("PatchCore option blocks needs at least one block.")
-        if self.neighbourhood < 1 or self.neighbourhood % 2 == 0:
+        if self.neighbourhood % 2 == 0:
             raise ConfigError(
                 f"PatchCore option neighbourhood must be an odd number >= 1, got "
                 f"{self.neighbourhood}."
             )
-        if not 0.0 < self.coreset_ratio <= 1.0:
-            raise ConfigError(
-                f"PatchCore option coreset_ratio must be in (0, 1], got {self.coreset_ratio}."
-            )
-        if self.coreset_max is not None and self.coreset_max < 1:
-            raise ConfigError(f"PatchCore option coreset_max must be >= 1, got {self.coreset_max}.")
-        if self.num_neighbors < 1:
-            raise ConfigError(
-                f"PatchCore option num_neighbors must be >= 1, got {self.num_neighbors}."
-            )
-        if self.embed_dim is not None and self.embed_dim < 1:
-            raise ConfigError(f"PatchCore option embed_dim must be >= 1, got {self.embed_dim}.")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+
+#: Allowed ranges of the numeric options (wide, but a typo cannot hang a run).
+BOUNDS: dict[str, Bound] = {
+    "blocks": Bound(1, 1000),
+    "neighbourhood": Bound(1, 99),
+    "embed_dim": Bound(1, 1e6),
+    "coreset_ratio": Bound(0, 1, open_low=True),
+    "coreset_max": Bound(1, 1e9),
+    "projection_dim": Bound(1, 1e5),
+    "num_neighbors": Bound(1, 1e6),
+    "sigma": Bound(0, 1000),
+    "seed": Bound(0, 2**63 - 1),
+}
 
 PRESETS: dict[str, dict[str, Any]] = {"default": {}, "official": {}}

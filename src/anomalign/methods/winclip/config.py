@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from anomalign.errors import ConfigError
-from anomalign.methods.options import check_choices, config_from_preset
+from anomalign.methods.options import Bound, check_choices, check_numbers, config_from_preset
 
 Preset = Literal["default", "official"]
 
@@ -31,12 +31,16 @@ class WinCLIPConfig:
             overrides["scales"] = tuple(int(s) for s in overrides["scales"])
         config = config_from_preset(cls, "WinCLIP", PRESETS, preset, overrides)
         check_choices(config, "WinCLIP")
-        if not config.scales or min(config.scales) < 1:
-            raise ConfigError(f"WinCLIP option scales must be >= 1, got {config.scales}.")
+        check_numbers(config, "WinCLIP", BOUNDS)
+        if not config.scales:
+            raise ConfigError("WinCLIP option scales needs at least one window size.")
         return config
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+
+#: Allowed ranges of the numeric options (wide, but a typo cannot hang a run).
+BOUNDS: dict[str, Bound] = {"scales": Bound(1, 1000), "chunk": Bound(1, 1e9)}
 
 PRESETS: dict[str, dict[str, Any]] = {"default": {}, "official": {}}

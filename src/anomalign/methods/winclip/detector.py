@@ -82,7 +82,8 @@ class WinCLIP(Detector):
 
     def _encode(self, images: list[ImageInput]):
         pixels = self.backbone.preprocess(images)
-        return self.backbone.encode_windows(pixels, self.windows)  # type: ignore[attr-defined]
+        encode = self.backbone.encode_windows  # type: ignore[attr-defined]
+        return encode(pixels, self.windows, self.config.chunk)
 
     def _fit(self, images: list[ImageInput], *, category: str | None, **inputs: Any) -> None:
         self.category = category
