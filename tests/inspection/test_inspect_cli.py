@@ -9,6 +9,7 @@ import pytest
 
 from anomalign.bundles import load_bundle
 from anomalign.cli import main
+from anomalign.methods import load_detector
 
 pytestmark = pytest.mark.filterwarnings("ignore::anomalign.backbones.UntrainedBackboneWarning")
 TINY = "anomalign-tiny:random"
@@ -42,6 +43,10 @@ def test_fit_then_predict(
     with (tmp_path / "out" / "summary.csv").open() as stream:
         rows = list(csv.DictReader(stream))
     assert len(rows) == 10 and {r["decision"] for r in rows} <= {"anomalous", "normal", ""}
+    detector = load_detector(tmp_path / "det.anomalign")
+    for row in (r for r in rows if r["status"] == "ok"):  # one confidence rule everywhere
+        expected = detector.calibration.confidence(float(row["score"]), detector.threshold.value)
+        assert float(row["confidence"]) == pytest.approx(expected) and expected >= 0.5
     assert all((tmp_path / "out" / r["map"]).is_file() for r in rows if r["status"] == "ok")
     broken.unlink()
     assert main(args[:3] + args[4:]) == 0  # resume: nothing left to do

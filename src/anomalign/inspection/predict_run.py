@@ -16,7 +16,9 @@ another image of the same name gets ``KEY~2``). Names that are not UTF-8 are wri
 file is strict (no ``NaN``). A second run into the same folder skips the images already in
 ``summary.jsonl`` whose content (SHA-256) is unchanged (resume); changed images and images
 that failed before are predicted again. An image that cannot be read, a broken link, or
-an image whose score or map is not finite is recorded with ``status: "error"``.
+an image whose score or map is not finite is recorded with ``status: "error"``. With a
+threshold, each row has a decision and its confidence (:meth:`Calibration.confidence`,
+the rule of the service and of Ray's rows).
 
 The folder is locked while a run writes it (a second concurrent run is refused), and the
 temporary files of a killed run are removed by the next one.
@@ -38,6 +40,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from anomalign.calibration import CONFIDENCE_RULE
 from anomalign.data.images import IMAGE_SUFFIXES, load_mask, load_rgb, load_rgb_sized, path_text
 from anomalign.data.inputs import expand_inputs, output_keys, safe_resolve
 from anomalign.data.transforms import resize_map
@@ -59,6 +62,7 @@ CSV_FIELDS: tuple[str, ...] = (
     "status",
     "score",
     "decision",
+    "confidence",
     "map",
     "overlay",
     "height",
@@ -173,6 +177,7 @@ def _settings(
         "map_size": f"image size, long side at most {max_side} px (aspect kept)",
         "max_side": max_side,
         "decision_rule": "anomalous when score >= threshold",
+        "confidence_rule": CONFIDENCE_RULE,
     }
 
 
@@ -370,7 +375,7 @@ def _predict_locked(
         else:
             todo.append(_Item(path, ident, key, digest))
     untrained = detector.untrained_backbone
-    threshold = detector.threshold
+    threshold, calibration = detector.threshold, detector.calibration
     for start in range(0, len(todo), batch_size):
         rows = _predict_batch(
             detector, todo[start : start + batch_size], out_dir, map_format, style,
@@ -382,6 +387,7 @@ def _predict_locked(
                 run.predicted += 1
                 if threshold is not None:
                     row["decision"] = "anomalous" if row["score"] >= threshold.value else "normal"
+                    row["confidence"] = calibration.confidence(row["score"], threshold.value)
             else:
                 run.errors.append((row["image"], row["error"]))
         _append_rows(rows, jsonl)
