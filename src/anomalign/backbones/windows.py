@@ -46,8 +46,8 @@ def _window_embedding(visual: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """``(n, 1 + k, W)`` window sequences -> ``(n, D)`` projected CLS outputs.
 
     Only the CLS output of the last block is used, so that block attends from the CLS
-    query alone and runs its MLP on the CLS token alone: the same numbers, a twelfth of
-    the last block's work for a 3 x 3 window (about 6% of the window pass in all).
+    query alone and runs its MLP on the CLS token alone: the same numbers with a quarter
+    of the last block's work for a 3 x 3 window (about 6% less for the window pass).
     """
     *blocks, last = visual.transformer.resblocks
     for block in blocks:
