@@ -14,7 +14,7 @@ range is set once, from the maps of normal images, and stored in the bundle as
 ``score_low`` / ``score_high`` are the median and the largest normal image score, for
 reading a score without a threshold ("above every normal calibration image"). Their
 difference, the *normal spread*, is the unit of the one confidence every output reports
-(service replies, the web page, Ray's Parquet rows):
+(service replies, the web page, local predict rows, Ray's Parquet rows):
 
 * ``margin = (score - threshold) / (score_high - score_low)``: 0 on the threshold, +1 one
   normal spread above it (anomalous side), -1 one spread below it;
